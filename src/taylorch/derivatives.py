@@ -27,7 +27,9 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.func import functional_call, jvp as _func_jvp, vjp as _func_vjp, vmap
+from torch.func import functional_call, vmap
+from torch.func import jvp as _func_jvp
+from torch.func import vjp as _func_vjp
 
 __all__ = [
     "ggn_vp",
