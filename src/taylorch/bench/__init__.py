@@ -1,0 +1,1 @@
+"""``taylorch bench``: compare optimization methods and their peers side by side."""
