@@ -2,9 +2,11 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from taylorch.solve import Result, Status, minimize
+
 try:
     __version__ = version("taylorch")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["Result", "Status", "__version__", "minimize"]

@@ -1,0 +1,168 @@
+"""The one batched loop every method runs in: init, step, terminate, postprocess.
+
+Each problem of the batch stops on its own: a boolean ``active`` mask over the
+batch decides which rows a step may change, and a per-problem status records
+why each stopped. The only host synchronization per iteration is the test
+whether any problem is still running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from taylorch.solve.methods.base import Solver, State, Tolerances, masked_update
+from taylorch.solve.objective import BudgetExhausted, Objective
+from taylorch.solve.progress import ProgressLine
+from taylorch.solve.result import Result, Status, status_fields
+
+__all__ = ["run"]
+
+
+def run(
+    solver: Solver,
+    objective: Objective,
+    x0: Tensor,
+    *,
+    tol: Tolerances,
+    max_iter: int,
+    max_time: float | None,
+    callback: Callable[[Result], Any] | None,
+    progress: bool,
+    history: bool,
+    batched: bool,
+    finalize: Callable[[Result, Objective], Result] | None = None,
+) -> Result:
+    """Minimize from ``x0`` (shape ``(B, n)``) until every problem has stopped."""
+    start = time.perf_counter()
+    state = solver.init(objective, x0)
+    status = state.flag.clone()
+    if state.g is not None:
+        at_optimum = state.g.abs().amax(dim=-1) <= tol.gtol
+        status = torch.where(
+            at_optimum & (status == Status.RUNNING),
+            torch.full_like(status, Status.CONVERGED),
+            status,
+        )
+    best = _Best(state)
+    nit = torch.zeros_like(objective.nfev)
+    trace = _Trace(state) if history else None
+
+    with ProgressLine(enabled=progress, name=solver.name, batch_size=x0.shape[0]) as line:
+        for _ in range(max_iter):
+            active = status == Status.RUNNING
+            if not bool(active.any()):
+                break
+            objective.active = active
+            try:
+                new = solver.step(objective, state)
+            except BudgetExhausted as exhausted:
+                status = torch.where(
+                    exhausted.rows, torch.full_like(status, Status.MAX_FEV), status
+                )
+                continue
+            step_status = solver.converged(state, new, tol)
+            step_status = torch.where(
+                (step_status == Status.RUNNING) & (new.flag != Status.RUNNING),
+                new.flag,
+                step_status,
+            )
+            state = masked_update(active, new, state)
+            nit += active.long()
+            status = torch.where(active, step_status, status)
+            best.update(state, active)
+            if trace is not None:
+                trace.append(state)
+            line.update(nit, state, status)
+
+            if max_time is not None and time.perf_counter() - start > max_time:
+                status = torch.where(
+                    status == Status.RUNNING, torch.full_like(status, Status.MAX_TIME), status
+                )
+            if callback is not None and _callback_stops(
+                callback, best.result(solver, objective, nit, status, start, batched, trace)
+            ):
+                status = torch.where(
+                    status == Status.RUNNING, torch.full_like(status, Status.CALLBACK), status
+                )
+        status = torch.where(
+            status == Status.RUNNING, torch.full_like(status, Status.MAX_ITER), status
+        )
+    objective.active = torch.ones_like(objective.active)
+    result = best.result(solver, objective, nit, status, start, batched, trace)
+    return finalize(result, objective) if finalize is not None else result
+
+
+def _callback_stops(callback: Callable[[Result], Any], intermediate: Result) -> bool:
+    try:
+        return bool(callback(intermediate))
+    except StopIteration:
+        return True
+
+
+class _Best:
+    """The best iterate seen per problem (lowest finite ``f``)."""
+
+    def __init__(self, state: State):
+        self.x, self.f = state.x.clone(), state.f.clone()
+        self.g = None if state.g is None else state.g.clone()
+
+    def update(self, state: State, active: Tensor) -> None:
+        better = active & (state.f < self.f)
+        self.x = torch.where(better[:, None], state.x, self.x)
+        self.f = torch.where(better, state.f, self.f)
+        if self.g is not None and state.g is not None:
+            self.g = torch.where(better[:, None], state.g, self.g)
+
+    def result(
+        self,
+        solver: Solver,
+        objective: Objective,
+        nit: Tensor,
+        status: Tensor,
+        start: float,
+        batched: bool,
+        trace: _Trace | None,
+    ) -> Result:
+        codes, success, message = status_fields(status, batched)
+        pick = (lambda t: t.clone()) if batched else (lambda t: t[0].clone())
+        number = (lambda t: t.clone()) if batched else (lambda t: t[0].item())
+        return Result(
+            x=pick(self.x),
+            fun=number(self.f),
+            jac=None if self.g is None else pick(self.g),
+            nit=number(nit),
+            nfev=number(objective.nfev),
+            njev=number(objective.njev),
+            n_hvp=number(objective.n_hvp),
+            status=codes,
+            success=success,
+            message=message,
+            method=solver.name,
+            wall_time=time.perf_counter() - start,
+            history=None if trace is None else trace.tensors(batched),
+        )
+
+
+class _Trace:
+    """Per-iteration value and gradient norm, kept when ``history=True``."""
+
+    def __init__(self, state: State):
+        self.f: list[Tensor] = []
+        self.gnorm: list[Tensor] = []
+        self.append(state)
+
+    def append(self, state: State) -> None:
+        self.f.append(state.f.clone())
+        if state.g is not None:
+            self.gnorm.append(state.g.abs().amax(dim=-1))
+
+    def tensors(self, batched: bool) -> dict[str, Tensor]:
+        out = {"f": torch.stack(self.f)}
+        if self.gnorm:
+            out["gnorm"] = torch.stack(self.gnorm)
+        return out if batched else {k: v[:, 0] for k, v in out.items()}

@@ -1,0 +1,238 @@
+"""Step-length rules along a search direction, batched over independent problems.
+
+Each rule answers: given ``x``, ``f(x)``, ``g(x)`` and a direction ``p`` per
+problem, how far to go, and is the step acceptable? Every problem has its own
+trial step, bracket and acceptance; one evaluation of the objective per round
+serves the whole batch, and a problem that has settled is no longer charged.
+
+* :class:`Armijo`: backtracking with safeguarded quadratic interpolation until
+  ``f(x + t p) <= f + c1 t g.p`` (Nocedal & Wright, *Numerical Optimization*,
+  2nd ed., Alg. 3.1 and Sec. 3.5). One evaluation per trial.
+* :class:`StrongWolfe`: bracketing then zoom with cubic interpolation until
+  the strong Wolfe conditions hold (Nocedal & Wright Alg. 3.5-3.6; the
+  safeguards follow Moré & Thuente, "Line search algorithms with guaranteed
+  sufficient decrease", ACM TOMS 1994). One value and gradient per trial.
+* :class:`Fixed`: ``t = t0`` always.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from taylorch.solve.objective import Objective
+
+__all__ = ["Armijo", "Fixed", "LineSearch", "SearchResult", "StrongWolfe"]
+
+
+@dataclass
+class SearchResult:
+    """The accepted step per problem: ``t`` ``(B,)``, the new point and whether it is acceptable.
+
+    Where ``ok`` is false no acceptable step was found: ``t`` is 0 and the
+    point is the old one.
+    """
+
+    t: Tensor
+    x: Tensor
+    f: Tensor
+    g: Tensor | None
+    ok: Tensor
+
+
+class LineSearch(abc.ABC):
+    """A step-length rule. ``needs_gradient`` says whether it evaluates gradients."""
+
+    needs_gradient: bool = True
+
+    @abc.abstractmethod
+    def search(
+        self, objective: Objective, x: Tensor, f: Tensor, g: Tensor, p: Tensor, t0: Tensor
+    ) -> SearchResult:
+        """Find a step along ``p`` from ``x`` starting with the trial ``t0`` ``(B,)``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+def _evaluate(
+    objective: Objective, x: Tensor, mask: Tensor, with_gradient: bool
+) -> tuple[Tensor, Tensor | None]:
+    if with_gradient:
+        return objective.value_and_grad(x, mask=mask)
+    return objective.value(x, mask=mask), None
+
+
+class Fixed(LineSearch):
+    """Take ``t0`` as it is (a fixed learning rate); accept any finite value."""
+
+    def __init__(self, *, with_gradient: bool = True):
+        self.needs_gradient = with_gradient
+
+    def search(self, objective, x, f, g, p, t0):
+        xt = x + t0[:, None] * p
+        ft, gt = _evaluate(objective, xt, objective.active, self.needs_gradient)
+        ok = torch.isfinite(ft)
+        keep = ok[:, None]
+        return SearchResult(
+            t=torch.where(ok, t0, torch.zeros_like(t0)),
+            x=torch.where(keep, xt, x),
+            f=torch.where(ok, ft, f),
+            g=None if gt is None else torch.where(keep, gt, g),
+            ok=ok,
+        )
+
+
+class Armijo(LineSearch):
+    """Backtracking to sufficient decrease ``f(x + t p) <= f + c1 t <g, p>``.
+
+    Each rejected trial is replaced by the minimizer of the quadratic through
+    ``f``, ``<g, p>`` and the rejected value, kept within ``[0.1 t, 0.5 t]``
+    (a non-finite value cuts the step to a tenth). With ``with_gradient``
+    the gradient is evaluated with each value, so the accepted point needs no
+    extra call; without it only values are used (zeroth-order methods).
+
+    Args:
+        c1: sufficient-decrease constant in (0, 1).
+        max_trials: trials before the problem reports no progress.
+        with_gradient: evaluate gradients at trial points.
+    """
+
+    def __init__(self, *, c1: float = 1e-4, max_trials: int = 40, with_gradient: bool = True):
+        if not 0 < c1 < 1:
+            raise ValueError(f"c1 must be in (0, 1), got {c1}")
+        if max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+        self.c1 = c1
+        self.max_trials = max_trials
+        self.needs_gradient = with_gradient
+
+    def search(self, objective, x, f, g, p, t0):
+        slope = (g * p).sum(dim=-1)
+        t = t0.clone()
+        pending = objective.active.clone()
+        out = SearchResult(
+            t=torch.zeros_like(t0),
+            x=x.clone(),
+            f=f.clone(),
+            g=None if g is None else g.clone(),
+            ok=torch.zeros_like(pending),
+        )
+        for _ in range(self.max_trials):
+            xt = x + t[:, None] * p
+            ft, gt = _evaluate(objective, xt, pending, self.needs_gradient)
+            accept = pending & (ft <= f + self.c1 * t * slope)
+            _take(out, accept, t, xt, ft, gt)
+            pending &= ~accept
+            if not bool(pending.any()):
+                break
+            t = torch.where(pending, _backtrack(t, f, slope, ft), t)
+        return out
+
+
+def _take(out: SearchResult, rows: Tensor, t: Tensor, x: Tensor, f: Tensor, g: Tensor | None):
+    out.t = torch.where(rows, t, out.t)
+    out.x = torch.where(rows[:, None], x, out.x)
+    out.f = torch.where(rows, f, out.f)
+    if g is not None and out.g is not None:
+        out.g = torch.where(rows[:, None], g, out.g)
+    out.ok = out.ok | rows
+
+
+def _backtrack(t: Tensor, f: Tensor, slope: Tensor, ft: Tensor) -> Tensor:
+    """Minimizer of the quadratic interpolant, safeguarded to ``[0.1 t, 0.5 t]``."""
+    curvature = 2 * (ft - f - slope * t)
+    quad = -slope * t * t / curvature
+    quad = torch.where(torch.isfinite(quad) & (curvature > 0), quad, 0.1 * t)
+    return torch.clamp(quad, min=0.1 * t, max=0.5 * t)
+
+
+class StrongWolfe(LineSearch):
+    """Bracketing and zoom to the strong Wolfe conditions.
+
+    Accepts ``t`` when ``f(x + t p) <= f + c1 t g.p`` and
+    ``|g(x + t p).p| <= c2 |g.p|``. Every problem keeps a bracket ``[lo, hi]``
+    where ``lo`` is the best point with sufficient decrease so far; ``hi`` is
+    ``+inf`` while the step is still being expanded. Trials come from the
+    minimizer of the cubic through both ends (bisection when it is not
+    defined), kept away from the ends by ``0.1`` of the bracket width. A
+    problem whose rounds run out returns ``lo`` (sufficient decrease only) if
+    it moved at all.
+
+    Args:
+        c1: sufficient-decrease constant, ``0 < c1 < c2``.
+        c2: curvature constant, ``c2 < 1`` (0.9 for quasi-Newton, 0.1 for CG).
+        max_trials: rounds per search.
+        expand: factor by which an accepted but too short trial is extended.
+    """
+
+    def __init__(
+        self, *, c1: float = 1e-4, c2: float = 0.9, max_trials: int = 25, expand: float = 4.0
+    ):
+        if not 0 < c1 < c2 < 1:
+            raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1}, c2={c2}")
+        if max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1, got {max_trials}")
+        if expand <= 1:
+            raise ValueError(f"expand must be > 1, got {expand}")
+        self.c1, self.c2, self.max_trials, self.expand = c1, c2, max_trials, expand
+
+    def search(self, objective, x, f, g, p, t0):
+        slope = (g * p).sum(dim=-1)
+        inf = torch.full_like(f, torch.inf)
+        lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f.clone(), slope.clone(), g.clone()
+        hi_t, hi_f, hi_d = inf.clone(), inf.clone(), inf.clone()
+        t = t0.clone()
+        pending = objective.active.clone()
+        eps = torch.finfo(x.dtype).eps
+        for _ in range(self.max_trials):
+            xt = x + t[:, None] * p
+            ft, gt = objective.value_and_grad(xt, mask=pending)
+            dt = (gt * p).sum(dim=-1)
+            decrease = ft <= f + self.c1 * t * slope
+            worse = ~decrease | (ft >= lo_f)
+            curvature = dt.abs() <= -self.c2 * slope
+            done = pending & ~worse & curvature
+            # Too high: the trial closes the bracket from above.
+            new_hi = pending & worse
+            # Good value but slope of the wrong sign: the old lo becomes hi.
+            flip = pending & ~worse & ~curvature & (dt * (hi_t - lo_t) >= 0)
+            hi_t = torch.where(new_hi, t, torch.where(flip, lo_t, hi_t))
+            hi_f = torch.where(new_hi, ft, torch.where(flip, lo_f, hi_f))
+            hi_d = torch.where(new_hi, dt, torch.where(flip, lo_d, hi_d))
+            new_lo = pending & ~worse
+            lo_t = torch.where(new_lo, t, lo_t)
+            lo_f = torch.where(new_lo, ft, lo_f)
+            lo_d = torch.where(new_lo, dt, lo_d)
+            lo_g = torch.where(new_lo[:, None], gt, lo_g)
+            pending &= ~done
+            width = (hi_t - lo_t).abs()
+            pending &= ~(torch.isfinite(hi_t) & (width <= eps * torch.clamp(lo_t.abs(), min=1)))
+            if not bool(pending.any()):
+                break
+            t_next = torch.where(
+                torch.isfinite(hi_t),
+                _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d),
+                self.expand * lo_t,
+            )
+            t = torch.where(pending, t_next, t)
+        ok = lo_t > 0
+        return SearchResult(
+            t=lo_t, x=x + lo_t[:, None] * p, f=torch.where(ok, lo_f, f), g=lo_g, ok=ok
+        )
+
+
+def _cubic_trial(a: Tensor, fa: Tensor, da: Tensor, b: Tensor, fb: Tensor, db: Tensor) -> Tensor:
+    """Minimizer of the cubic interpolating both ends, kept inside the middle 80%."""
+    d1 = da + db - 3 * (fa - fb) / (a - b)
+    disc = d1 * d1 - da * db
+    d2 = torch.sign(b - a) * torch.sqrt(torch.clamp(disc, min=0))
+    t = b - (b - a) * (db + d2 - d1) / (db - da + 2 * d2)
+    mid = 0.5 * (a + b)
+    t = torch.where(torch.isfinite(t) & (disc >= 0) & torch.isfinite(fb), t, mid)
+    low, high = torch.minimum(a, b), torch.maximum(a, b)
+    margin = 0.1 * (high - low)
+    return torch.minimum(torch.maximum(t, low + margin), high - margin)

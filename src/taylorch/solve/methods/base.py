@@ -1,0 +1,120 @@
+"""What every method is: a ``Solver`` with ``init`` and ``step`` over a batched ``State``."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from taylorch.solve.objective import Objective
+from taylorch.solve.result import Status
+
+__all__ = ["Solver", "State", "Tolerances", "masked_update"]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Stopping tolerances, already resolved to numbers.
+
+    ``gtol``: stop when ``max |g_i| <= gtol`` (first-order optimality);
+    ``xtol``/``ftol``: stop when a step changes ``x`` by less than
+    ``xtol * (1 + |x|)`` *and* ``f`` by less than ``ftol * (1 + |f|)``.
+    A tolerance of 0 disables its test.
+    """
+
+    gtol: float
+    xtol: float
+    ftol: float
+
+
+@dataclass
+class State:
+    """Everything a method carries between iterations, as tensors over the batch.
+
+    ``x`` is ``(B, n)``, ``f`` ``(B,)``, ``g`` ``(B, n)`` (or ``None`` for methods
+    that see values only). ``flag`` is ``(B,)`` of :class:`Status` codes that a
+    step raises (``NO_PROGRESS``, ``NONFINITE`` ...), ``RUNNING`` otherwise.
+    ``memory`` holds the method's own tensors, each with the batch as its
+    first dimension, keyed by name. A method may update a large buffer in
+    place (and return the same tensor) only on the rows of ``objective.active``.
+    """
+
+    x: Tensor
+    f: Tensor
+    g: Tensor | None
+    flag: Tensor
+    memory: dict[str, Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def start(x: Tensor, f: Tensor, g: Tensor | None, **memory: Tensor) -> State:
+        flag = torch.full_like(f, Status.RUNNING, dtype=torch.long)
+        flag = torch.where(torch.isfinite(f), flag, torch.full_like(flag, Status.NONFINITE))
+        return State(x=x, f=f, g=g, flag=flag, memory=dict(memory))
+
+
+def masked_update(mask: Tensor, new: State, old: State) -> State:
+    """Take ``new`` on the rows where ``mask`` holds and ``old`` elsewhere."""
+
+    def pick(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+        if a is None or b is None or a is b:  # a buffer updated in place on active rows only
+            return a
+        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+        return torch.where(m, a, b)
+
+    memory = {k: pick(v, old.memory.get(k)) for k, v in new.memory.items()}
+    return replace(
+        new,
+        x=pick(new.x, old.x),
+        f=pick(new.f, old.f),
+        g=pick(new.g, old.g),
+        flag=pick(new.flag, old.flag),
+        memory=memory,
+    )
+
+
+class Solver(abc.ABC):
+    """A minimization method, written once for a batch of independent problems.
+
+    Subclasses set ``name`` (the registry key) and ``order`` (0, 1 or 2), and
+    implement :meth:`init` and :meth:`step`. ``step`` advances every row; the
+    loop in :mod:`taylorch.solve.iterate` keeps only the rows still running, so
+    a method never needs to look at the stopping mask.
+    """
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+    uses_gradient: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def init(self, objective: Objective, x0: Tensor) -> State:
+        """Evaluate at ``x0`` and build the initial state."""
+
+    @abc.abstractmethod
+    def step(self, objective: Objective, state: State) -> State:
+        """One iteration for every problem of the batch."""
+
+    def default_tolerances(self, dtype: torch.dtype) -> Tolerances:
+        """Tolerances used where the caller gives none (gradient test only)."""
+        return Tolerances(gtol=1e-6 if dtype == torch.float64 else 1e-4, xtol=0.0, ftol=0.0)
+
+    def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
+        """Per-problem status after a step: ``CONVERGED``, ``SMALL_STEP`` or ``RUNNING``."""
+        status = torch.full_like(new.flag, Status.RUNNING)
+        if new.g is not None:
+            small_g = new.g.abs().amax(dim=-1) <= tol.gtol
+            status = torch.where(small_g, torch.full_like(status, Status.CONVERGED), status)
+        dx = (new.x - old.x).abs().amax(dim=-1)
+        df = (new.f - old.f).abs()
+        small = (dx < tol.xtol * (1 + old.x.abs().amax(dim=-1))) & (
+            df < tol.ftol * (1 + old.f.abs())
+        )
+        return torch.where(
+            small & (status == Status.RUNNING), torch.full_like(status, Status.SMALL_STEP), status
+        )
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({params})"

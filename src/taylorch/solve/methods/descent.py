@@ -1,0 +1,94 @@
+"""Line-search methods: a search ``Direction`` paired with a step-length rule.
+
+One iteration, for every problem of the batch at once::
+
+    p  = direction(state)                 # e.g. -H g for BFGS
+    p  = -g where <g, p> >= 0             # never walk uphill
+    t  = line_search(x, f, g, p, t0)      # Armijo, strong Wolfe, fixed ...
+    x+ = x + t p;  memory = update(memory, s = t p, y = g+ - g)
+
+When the search finds no acceptable step the direction's memory is reset
+(the next direction is steepest descent); a problem whose steepest-descent
+search fails too reports ``NO_PROGRESS``: at that precision no step along
+``-g`` decreases ``f``.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import Tensor
+
+from taylorch.solve.line_search import LineSearch, SearchResult
+from taylorch.solve.methods.base import Solver, State
+from taylorch.solve.objective import Objective
+from taylorch.solve.result import Status
+
+__all__ = ["DescentMethod", "Direction"]
+
+
+class Direction(abc.ABC):
+    """Where to go from the current state, with any memory it keeps."""
+
+    def init(self, objective: Objective, x: Tensor, f: Tensor, g: Tensor) -> dict[str, Tensor]:
+        """Initial memory (tensors with the batch first)."""
+        return {}
+
+    @abc.abstractmethod
+    def compute(self, objective: Objective, state: State) -> Tensor:
+        """The direction ``p`` ``(B, n)``."""
+
+    def initial_step(self, state: State, p: Tensor) -> Tensor:
+        """First trial step ``(B,)`` for the line search: 1 (the natural Newton step)."""
+        return torch.ones_like(state.f)
+
+    def update(
+        self, objective: Objective, state: State, step: SearchResult, memory: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Memory after the step from ``state`` to ``step`` (rows with ``step.ok``)."""
+        return memory
+
+    def reset(self, memory: dict[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
+        """Forget what was learned on ``rows`` so that the next direction is ``-g``."""
+        return memory
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class DescentMethod(Solver):
+    """A :class:`Direction` and a :class:`LineSearch`, run as one solver."""
+
+    def __init__(self, direction: Direction, line_search: LineSearch):
+        self.direction = direction
+        self.line_search = line_search
+
+    def init(self, objective: Objective, x0: Tensor) -> State:
+        f, g = objective.value_and_grad(x0)
+        memory = self.direction.init(objective, x0, f, g)
+        fresh = torch.ones_like(f, dtype=torch.bool)
+        return State.start(x0, f, g, fresh=fresh, **memory)
+
+    def step(self, objective: Objective, state: State) -> State:
+        memory = dict(state.memory)
+        fresh = memory.pop("fresh")
+        p = self.direction.compute(objective, state)
+        slope = (state.g * p).sum(dim=-1)
+        uphill = ~(slope < 0) | ~torch.isfinite(p).all(dim=-1)
+        p = torch.where(uphill[:, None], -state.g, p)
+        t0 = torch.where(
+            uphill, _steepest_initial_step(state.g), self.direction.initial_step(state, p)
+        )
+        step = self.line_search.search(objective, state.x, state.f, state.g, p, t0)
+
+        memory = self.direction.update(objective, state, step, memory)
+        memory = self.direction.reset(memory, ~step.ok | uphill)
+        stuck = ~step.ok & (fresh | uphill)
+        flag = torch.where(stuck, torch.full_like(state.flag, Status.NO_PROGRESS), state.flag)
+        return State(x=step.x, f=step.f, g=step.g, flag=flag, memory={"fresh": ~step.ok, **memory})
+
+
+def _steepest_initial_step(g: Tensor) -> Tensor:
+    """``min(1, 1/|g|)``: a first step along ``-g`` of length at most 1."""
+    return torch.clamp(1 / torch.linalg.vector_norm(g, dim=-1), max=1.0)

@@ -1,0 +1,148 @@
+"""The objective a solver sees: the user's function wrapped once.
+
+``Objective`` presents every problem as a batch (an unbatched problem is a
+batch of one), counts every evaluation per problem, enforces the evaluation
+budget, and turns non-finite values into ``+inf`` so that every acceptance
+test (Armijo, ratio of actual to predicted decrease) rejects them without a
+special case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from taylorch import derivatives
+
+__all__ = ["BudgetExhausted", "Objective"]
+
+
+class BudgetExhausted(Exception):
+    """Raised before an evaluation that would exceed ``max_fev`` for some problem."""
+
+    def __init__(self, rows: Tensor):
+        super().__init__("evaluation budget exhausted")
+        self.rows = rows
+
+
+class Objective:
+    """Batched, counted access to ``fun`` and its derivatives.
+
+    Args:
+        fun: the user's function. Unbatched: ``(n,) -> ()``; batched: ``(B, n) -> (B,)``.
+        args: extra positional arguments passed to ``fun``.
+        batched: whether ``fun`` takes a batch.
+        batch_size: ``B`` (1 when unbatched).
+        max_fev: evaluation budget per problem, or ``None``.
+
+    Every method takes ``x`` of shape ``(B, n)`` and an optional boolean ``mask``
+    of shape ``(B,)``: the problems this evaluation serves, which are the ones
+    charged for it (default: the problems still running, ``self.active``).
+    """
+
+    def __init__(
+        self,
+        fun: Callable[..., Tensor],
+        args: tuple = (),
+        *,
+        batched: bool,
+        batch_size: int,
+        device: torch.device,
+        max_fev: int | None = None,
+    ):
+        self._user_fun = fun
+        self.args = args
+        self.batched = batched
+        self.max_fev = max_fev
+        zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.nfev, self.njev, self.n_hvp = zeros.clone(), zeros.clone(), zeros.clone()
+        self.active = torch.ones(batch_size, dtype=torch.bool, device=device)
+
+    # -- the function as a batched map ------------------------------------------------
+    def fun(self, x: Tensor) -> Tensor:
+        """``fun`` as a map ``(B, n) -> (B,)``, uncounted (for oracles to differentiate)."""
+        if self.batched:
+            out = self._user_fun(x, *self.args)
+            derivatives.check_scalar_output(out, x, batched=True)
+            return out
+        out = self._user_fun(x[0], *self.args)
+        derivatives.check_scalar_output(out, x[0], batched=False)
+        return out.reshape(1)
+
+    def _charge(self, mask: Tensor | None, counter: Tensor, amount: int = 1) -> None:
+        rows = self.active if mask is None else mask & self.active
+        if counter is self.nfev and self.max_fev is not None:
+            over = rows & (self.nfev + amount > self.max_fev)
+            if bool(over.any()):
+                raise BudgetExhausted(over)
+        counter.add_(rows.long() * amount)
+
+    # -- oracles -----------------------------------------------------------------------
+    def value(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``f(x)`` for each problem; non-finite values become ``+inf``."""
+        self._charge(mask, self.nfev)
+        with torch.no_grad():
+            f = self.fun(x.detach())
+        return _finite_or_inf(f.detach())
+
+    def value_and_grad(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(f, g)``; where either is not finite, ``f`` is ``+inf`` and ``g`` zero."""
+        self._charge(mask, self.nfev)
+        self._charge(mask, self.njev)
+        f, g = derivatives.value_and_grad(self.fun, x, batched=True)
+        return _mark_nonfinite(f, g)
+
+    def hvp_at(
+        self, x: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """``(f, g, v -> H v)`` at ``x``: one graph, reused by every product.
+
+        Each product is charged as one HVP to the problems in ``mask``.
+        """
+        self._charge(mask, self.nfev)
+        self._charge(mask, self.njev)
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            f = self.fun(xr)
+            (g,) = torch.autograd.grad(f.sum(), xr, create_graph=True)
+        charged = self.active.clone() if mask is None else mask & self.active
+
+        def matvec(v: Tensor) -> Tensor:
+            self.n_hvp.add_(charged.long())
+            if not g.requires_grad:  # the objective is at most linear
+                return torch.zeros_like(v)
+            with torch.enable_grad():
+                (hv,) = torch.autograd.grad(g, xr, v, retain_graph=True, allow_unused=True)
+            return torch.zeros_like(v) if hv is None else hv.detach()
+
+        fv, gv = _mark_nonfinite(f.detach(), g.detach())
+        return fv, gv, matvec
+
+    def value_grad_hessian(
+        self, x: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(f, g, H)`` with the dense Hessian ``(B, n, n)`` from one call of ``fun``.
+
+        Charged as one evaluation, one gradient and ``n`` HVPs.
+        """
+        self._charge(mask, self.nfev)
+        self._charge(mask, self.njev)
+        self._charge(mask, self.n_hvp, x.shape[-1])
+        f, g, hess = derivatives.value_grad_hessian(self.fun, x.detach(), batched=True)
+        f, g = _mark_nonfinite(f, g)
+        ok = torch.isfinite(hess).flatten(1).all(dim=1)
+        f = torch.where(ok, f, torch.full_like(f, torch.inf))
+        return f, g, torch.where(ok[:, None, None], hess, torch.zeros_like(hess))
+
+
+def _finite_or_inf(f: Tensor) -> Tensor:
+    return torch.where(torch.isfinite(f), f, torch.full_like(f, torch.inf))
+
+
+def _mark_nonfinite(f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    ok = torch.isfinite(f) & torch.isfinite(g).all(dim=-1)
+    f = torch.where(ok, f, torch.full_like(f, torch.inf))
+    g = torch.where(ok[:, None], g, torch.zeros_like(g))
+    return f, g
