@@ -61,23 +61,19 @@ class BFGSDirection(Direction):
     def update(self, objective, state, step, memory):
         s, y, sy, usable = _curvature_pairs(state, step)
         h = memory["inv_hessian"]
-        first = (memory["updates"] == 0)[:, None, None]
-        scale = sy / (y * y).sum(dim=-1)
+        first = memory["updates"] == 0
+        scale = torch.where(first, sy / (y * y).sum(dim=-1), 1.0)
         eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
-        h = torch.where(first, scale[:, None, None] * eye, h)
+        h = torch.where(first[:, None, None], eye, h) * scale[:, None, None]
+        # H+ = H + U W^T with U = [s, Hy], W = [(r^2 yHy + r) s - r Hy, -r s]: one rank-2 bmm.
         r = 1 / sy
         hy = (h @ y[..., None])[..., 0]
-        yhy = (y * hy).sum(dim=-1)
-        outer_s = s[:, :, None] * s[:, None, :]
-        mixed = s[:, :, None] * hy[:, None, :]
-        new_h = (
-            h
-            - r[:, None, None] * (mixed + mixed.transpose(-1, -2))
-            + (r * r * yhy + r)[:, None, None] * outer_s
-        )
-        keep = usable[:, None, None]
+        c = r * r * (y * hy).sum(dim=-1) + r
+        u = torch.stack((s, hy), dim=-1)
+        w = torch.stack((c[:, None] * s - r[:, None] * hy, -r[:, None] * s), dim=-2)
+        new_h = torch.baddbmm(h, u, w)
         return {
-            "inv_hessian": torch.where(keep, new_h, memory["inv_hessian"]),
+            "inv_hessian": torch.where(usable[:, None, None], new_h, memory["inv_hessian"]),
             "updates": memory["updates"] + usable.long(),
         }
 
