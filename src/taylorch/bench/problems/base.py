@@ -14,7 +14,7 @@ with the same attributes) and passing it to :func:`taylorch.bench.run`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -48,7 +48,13 @@ class Problem:
         batched: whether ``x0`` holds ``B`` independent problems.
         source: where the problem and its minimum come from.
         tags: free-form metadata (family, difficulty, start number...).
-        rtol: the run counts as solved when ``f - f_star <= rtol * max(1, |f_star|)``.
+        tau: a run counts as solved when it achieves all but a fraction ``tau`` of the
+            possible decrease: ``f - f_ref <= tau * (f(x0) - f_ref)`` (Moré & Wild 2009),
+            where ``f_ref`` is ``f_star`` or, when unknown, the best value any method reached.
+        accuracy: optional ``x -> digits`` score of a solution (e.g. NIST's log relative
+            error of the parameters); when given, a run is solved when
+            ``accuracy(x) >= min_accuracy`` instead.
+        min_accuracy: the digits a solution needs (default 4).
     """
 
     name: str
@@ -60,7 +66,9 @@ class Problem:
     batched: bool = False
     source: str = ""
     tags: dict[str, Any] = field(default_factory=dict)
-    rtol: float = 1e-6
+    tau: float = 1e-6
+    accuracy: Callable[[Tensor], float] | None = None
+    min_accuracy: float = 4.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -77,8 +85,8 @@ class Problem:
             raise ValueError(f"problem {self.name!r}: give fun or residual")
         if self.fun is None:
             self.fun = sum_of_squares(self.residual)
-        if self.rtol <= 0:
-            raise ValueError(f"rtol must be > 0, got {self.rtol}")
+        if not 0 < self.tau < 1:
+            raise ValueError(f"tau must be in (0, 1), got {self.tau}")
 
     @property
     def n(self) -> int:
@@ -95,19 +103,9 @@ class Problem:
         return self.residual is not None
 
     def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None):
-        """This problem with ``x0`` (and ``x_star``) cast; ``fun`` must follow its input."""
-        kwargs = {"dtype": dtype, "device": device}
-        x_star = None if self.x_star is None else self.x_star.to(**kwargs)
-        f_star = self.f_star.to(**kwargs) if isinstance(self.f_star, Tensor) else self.f_star
-        return Problem(
-            name=self.name,
-            x0=self.x0.to(**kwargs),
-            fun=self.fun,
-            residual=self.residual,
-            f_star=f_star,
-            x_star=x_star,
-            batched=self.batched,
-            source=self.source,
-            tags=dict(self.tags),
-            rtol=self.rtol,
-        )
+        """This problem with its tensors cast; ``fun`` must follow its input's dtype and device."""
+
+        def cast(t):
+            return t.to(dtype=dtype, device=device) if isinstance(t, Tensor) else t
+
+        return replace(self, x0=cast(self.x0), x_star=cast(self.x_star), f_star=cast(self.f_star))

@@ -221,6 +221,10 @@ class NistProblem:
         r = self.residual(params)
         return (r * r).sum(-1)
 
+    def min_log_relative_error(self, params: Tensor) -> float:
+        """The fewest correct digits over the parameters (NIST's score of a fit)."""
+        return float(self.log_relative_error(params.detach().cpu().double()).min())
+
     def log_relative_error(self, params: Tensor) -> Tensor:
         """NIST's LRE per parameter: ``-log10(|b - b_cert| / |b_cert|)``, capped at 11 digits."""
         cert = self.certified_params.to(params)
@@ -244,7 +248,7 @@ class NistProblem:
                 "start": start,
                 "difficulty": self.difficulty,
             },
-            rtol=1e-6,
+            accuracy=self.min_log_relative_error,
         )
 
 
