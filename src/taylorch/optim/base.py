@@ -1,0 +1,159 @@
+"""What every taylorch training optimizer shares: validation, closures, non-finite policy.
+
+The closure convention (the same for every optimizer, first or zeroth order)::
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs), targets)
+        if torch.is_grad_enabled():
+            loss.backward()
+        return loss
+
+An optimizer calls it with gradients enabled when it needs a gradient and under
+``torch.no_grad()`` when it only needs a value (line-search trials, zeroth-order
+queries), so one closure serves every optimizer.
+
+Under ``torch.distributed`` (e.g. a ``DistributedDataParallel`` model), loss values
+returned by a closure are averaged over the default process group before any
+decision is taken on them, so every rank takes the same step; gradients are already
+averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+NonFinite = Literal["raise", "skip"]
+Closure = Callable[[], Tensor]
+
+
+def check_positive(name: str, value: float, allow_zero: bool = True) -> None:
+    """Raise ``ValueError`` unless ``value`` is a finite number >= 0 (or > 0)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def check_unit_interval(name: str, value: float, closed_right: bool = False) -> None:
+    """Raise ``ValueError`` unless ``0 <= value < 1`` (``<= 1`` if ``closed_right``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (0.0 <= value <= 1.0) or (value == 1.0 and not closed_right):
+        interval = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def check_betas(betas: Sequence[float], name: str = "betas") -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
+    for i, b in enumerate(betas):
+        check_unit_interval(f"{name}[{i}]", b)
+
+
+def check_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def global_mean(loss: Tensor) -> Tensor:
+    """The loss averaged over the default process group (unchanged without one)."""
+    loss = loss.detach()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        loss = loss.clone()
+        dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+        loss /= dist.get_world_size()
+    return loss
+
+
+def all_finite(tensors: Sequence[Tensor]) -> bool:
+    """True when no tensor holds NaN or inf (one host sync; max-abs cannot overflow)."""
+    if not tensors:
+        return True
+    norms = torch._foreach_norm(list(tensors), float("inf"))
+    return bool(torch.isfinite(torch.stack([n.float().cpu() for n in norms])).all())
+
+
+def group_by_device_dtype(*lists: list[Tensor]) -> dict[tuple, tuple[list[Tensor], ...]]:
+    """Split parallel tensor lists into buckets of one device and dtype, for foreach ops."""
+    buckets: dict[tuple, tuple[list[Tensor], ...]] = {}
+    for items in zip(*lists):
+        key = (items[0].device, items[0].dtype)
+        bucket = buckets.setdefault(key, tuple([] for _ in lists))
+        for dst, item in zip(bucket, items):
+            dst.append(item)
+    return buckets
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base class: ``torch.optim.Optimizer`` plus the non-finite policy and closure helpers.
+
+    Args:
+        params: parameters or param groups, as for any ``torch.optim`` optimizer.
+        defaults: default hyperparameters of a group.
+        nonfinite: what a step does when a gradient or a loss it needs is NaN or inf:
+            ``"raise"`` raises ``FloatingPointError`` before anything is changed;
+            ``"skip"`` leaves parameters and state untouched, returns the loss and
+            counts the skip in ``optimizer.skipped_steps``.
+    """
+
+    def __init__(
+        self, params: Iterable[Any], defaults: dict[str, Any], nonfinite: NonFinite = "raise"
+    ) -> None:
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        super().__init__(params, defaults)
+
+    def _params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        params, grads = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            params.append(p)
+            grads.append(p.grad)
+        return params, grads
+
+    def _all_params_with_grad(self) -> list[tuple[dict[str, Any], list[Tensor], list[Tensor]]]:
+        return [(g, *self._params_with_grad(g)) for g in self.param_groups]
+
+    def _reject(self, what: str) -> bool:
+        """Apply the non-finite policy; returns True when the step must be skipped."""
+        if self.nonfinite == "raise":
+            raise FloatingPointError(
+                f"{type(self).__name__}: non-finite {what}; nothing was changed "
+                "(pass nonfinite='skip' to skip such steps instead)"
+            )
+        self.skipped_steps += 1
+        return True
+
+    def _grads_ok(self, grads: Sequence[Tensor]) -> bool:
+        return all_finite(grads) or not self._reject("gradient")
+
+    def _loss_ok(self, loss: Tensor) -> bool:
+        return bool(torch.isfinite(loss)) or not self._reject("loss")
+
+    @staticmethod
+    def _evaluate(closure: Closure, grad: bool) -> Tensor:
+        """Run ``closure`` with or without autograd; return its loss, globally averaged."""
+        with torch.set_grad_enabled(grad):
+            loss = closure()
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            raise TypeError("closure must return the loss as a tensor with one element")
+        return global_mean(loss.reshape(()))
+
+    def _require_closure(self, closure: Closure | None) -> Closure:
+        if closure is None or not callable(closure):
+            raise TypeError(
+                f"{type(self).__name__}.step needs a closure that returns the loss "
+                "(and calls backward when torch.is_grad_enabled())"
+            )
+        return closure

@@ -1,0 +1,109 @@
+"""SLS: stochastic gradient descent with an Armijo line search on each mini-batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from taylorch.optim.base import (
+    Closure,
+    NonFinite,
+    Optimizer,
+    check_int,
+    check_positive,
+    group_by_device_dtype,
+)
+
+__all__ = ["SLS"]
+
+
+class SLS(Optimizer):
+    r"""Stochastic Armijo line search (Vaswani et al. 2019), step capped by ``lr``.
+
+    Each group's step is ``eta = tau * lr`` with ``tau`` in (0, 1] kept between steps::
+
+        f, g = closure()                                   (forward + backward at x)
+        tau <- min(1, tau * gamma^(1 / n_batches_per_epoch))     (reset: try a larger step)
+        repeat (at most max_backtracks times):
+            f_new = closure() under no_grad at x - tau lr g   (forward only)
+            if f_new <= f - c * sum_groups tau lr ||g||^2: accept
+            tau <- beta * tau
+        x <- x - tau lr g
+
+    A trial whose loss is not finite counts as failed. When every trial fails the last
+    (smallest) step is taken. LR schedulers scale the cap ``lr``.
+
+    Cost per step: one forward and backward pass plus one forward pass per trial
+    (usually one or two). Memory: one copy of the parameters during the step (the
+    point the trials start from), no state between steps but ``tau`` (in the group).
+
+    References:
+        S. Vaswani, A. Mishkin, I. Laradji, M. Schmidt, G. Gidel, S. Lacoste-Julien,
+        "Painless Stochastic Gradient: Interpolation, Line-Search, and Convergence
+        Rates", NeurIPS 2019.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1.0,
+        c: float = 0.1,
+        beta: float = 0.9,
+        gamma: float = 2.0,
+        n_batches_per_epoch: int = 500,
+        max_backtracks: int = 100,
+        nonfinite: NonFinite = "raise",
+    ) -> None:
+        check_positive("lr", lr)
+        check_positive("c", c, allow_zero=False)
+        if not isinstance(beta, (int, float)) or not 0.0 < beta < 1.0:
+            raise ValueError(f"beta must be in (0, 1), got {beta!r}")
+        if not isinstance(gamma, (int, float)) or not gamma >= 1.0:
+            raise ValueError(f"gamma must be >= 1, got {gamma!r}")
+        check_int("n_batches_per_epoch", n_batches_per_epoch)
+        check_int("max_backtracks", max_backtracks)
+        defaults = dict(
+            lr=lr,
+            c=c,
+            beta=beta,
+            gamma=gamma,
+            n_batches_per_epoch=n_batches_per_epoch,
+            max_backtracks=max_backtracks,
+            tau=1.0,
+        )
+        super().__init__(params, defaults, nonfinite)
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
+        closure = self._require_closure(closure)
+        loss = self._evaluate(closure, grad=True)
+        work = [w for w in self._all_params_with_grad() if w[1]]
+        if not self._loss_ok(loss) or not self._grads_ok([g for _, _, gs in work for g in gs]):
+            return loss
+        grad_sq = [
+            float(torch.stack(torch._foreach_norm(gs)).double().square().sum()) for _, _, gs in work
+        ]
+        starts = [[p.clone() for p in params] for _, params, _ in work]
+        for group, _, _ in work:
+            group["tau"] = min(
+                1.0, group["tau"] * group["gamma"] ** (1 / group["n_batches_per_epoch"])
+            )
+        f0 = float(loss)
+        trials = max(g["max_backtracks"] for g, _, _ in work)
+        for attempt in range(trials):
+            decrease = 0.0
+            for (group, params, grads), x0, gsq in zip(work, starts, grad_sq):
+                eta = group["tau"] * group["lr"]
+                decrease += eta * gsq * group["c"]
+                for ps, xs, gs in group_by_device_dtype(params, x0, grads).values():
+                    torch._foreach_copy_(ps, xs)
+                    torch._foreach_add_(ps, gs, alpha=-eta)
+            trial = float(self._evaluate(closure, grad=False))
+            if trial <= f0 - decrease or attempt == trials - 1:  # False for NaN
+                break
+            for group, _, _ in work:
+                group["tau"] *= group["beta"]
+        return loss

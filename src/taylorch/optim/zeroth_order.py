@@ -1,0 +1,409 @@
+"""Zeroth-order optimizers in the MeZO way: two forward passes, no backward, no stored noise.
+
+A step estimates the gradient along random directions ``u`` from loss differences::
+
+    for q in 1..n_queries:
+        x <- x + eps u_q;   f+ = closure()       (under torch.no_grad())
+        x <- x - eps u_q;   f- = closure()       (x - eps u_q, from the exact x)
+        x <- x  (restored bit for bit);  c_q = (f+ - f-) / (2 eps)
+    g_hat = (1 / n_queries) sum_q c_q u_q    ->   the optimizer's update rule
+
+``u`` is never stored: it is regenerated, chunk by chunk, from a seed derived from
+``(seed, step, query, parameter, chunk)``, so the extra memory is a few chunks of
+``chunk_size`` elements, not a copy of the parameters.
+
+Exact restore. ``x + eps u`` is rounded to the parameter's dtype, so ``(x + eps u) - eps u``
+is not ``x`` in general (in float32 and, far more often, in bfloat16/float16). Each
+move is therefore computed in float32 (float64 for float64 parameters) from the exact
+``x``, rounded once, and the few elements where rounding back would not give ``x``
+bit for bit (typically where ``|eps u|`` is not small against ``|x|``) are recorded
+sparsely (index and value) while the parameters are perturbed. Restoring recomputes
+``x`` from the perturbed value and the regenerated ``u``, and patches those elements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from taylorch.optim.base import (
+    Closure,
+    NonFinite,
+    Optimizer,
+    check_betas,
+    check_int,
+    check_positive,
+    check_unit_interval,
+)
+
+__all__ = ["ZOSGD", "ZOAdaMU", "ZOAdam"]
+
+_BITS = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+}
+_MASK64 = (1 << 64) - 1
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (splitmix64 mixing), the same in every process."""
+    h = 0x9E3779B97F4A7C15
+    for part in parts:
+        h = (h ^ (part & _MASK64)) & _MASK64
+        h = (h + 0x9E3779B97F4A7C15) & _MASK64
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK64
+        h ^= h >> 31
+    return h >> 1
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+Chunk = tuple[int, Tensor, Tensor, int]  # parameter index, parameter, flat chunk view, start
+
+
+class _ZerothOrder(Optimizer):
+    """Shared machinery: seeded chunked directions, exact perturb/restore, the query loop.
+
+    Subclasses define :meth:`_direction` (the chunk of ``u`` for a query) and
+    :meth:`_update` (the new chunk of ``x`` from the estimate).
+    """
+
+    #: number of standard normal draws per element a direction consumes
+    draws = 1
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        seed: int | None,
+        chunk_size: int,
+        nonfinite: NonFinite,
+    ) -> None:
+        check_positive("lr", defaults["lr"])
+        check_positive("eps", defaults["eps"], allow_zero=False)
+        check_int("n_queries", defaults["n_queries"])
+        check_positive("weight_decay", defaults["weight_decay"])
+        check_int("chunk_size", chunk_size)
+        if seed is None:  # from torch's default generator: torch.manual_seed fixes it
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        check_int("seed", seed, minimum=0)
+        self.chunk_size = chunk_size
+        super().__init__(params, {**defaults, "seed": seed, "step": 0}, nonfinite)
+        self.last_projected_grads: list[float] = []
+
+    # ------------------------------------------------------------------ hooks
+    def _direction(
+        self, group: dict[str, Any], p: Tensor, start: int, noise: Tensor, dtype: torch.dtype
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        p: Tensor,
+        start: int,
+        x: Tensor,
+        coeffs: Sequence[float],
+        noises: Sequence[Tensor],
+    ) -> Tensor:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- machinery
+    def _chunks(self, group: dict[str, Any]) -> Iterator[Chunk]:
+        for i, p in enumerate(group["params"]):
+            if not p.is_contiguous():
+                raise ValueError(f"{type(self).__name__} needs contiguous parameters")
+            flat = p.detach().view(-1)
+            for start in range(0, flat.numel(), self.chunk_size):
+                yield i, p, flat[start : start + self.chunk_size], start
+
+    def _noise(
+        self, group: dict[str, Any], query: int, index: int, start: int, chunk: Tensor
+    ) -> Tensor:
+        gen = torch.Generator(device=chunk.device)
+        gen.manual_seed(derive_seed(group["seed"], group["step"], query, index, start))
+        shape = (self.draws, chunk.numel())
+        return torch.randn(shape, generator=gen, device=chunk.device, dtype=torch.float32)
+
+    def _move(self, scale_from: float, scale_to: float, query: int, fixes: dict) -> None:
+        """Move every chunk from ``x + scale_from eps u_q`` to ``x + scale_to eps u_q``, exactly."""
+        for g_idx, group in enumerate(self.param_groups):
+            for index, p, chunk, start in self._chunks(group):
+                cdt = _compute_dtype(chunk.dtype)
+                noise = self._noise(group, query, index, start, chunk)
+                step = self._direction(group, p, start, noise, cdt).mul_(group["eps"])
+                key = (g_idx, index, start)
+                if scale_from == 0.0:
+                    x = chunk.clone()
+                else:
+                    x = (chunk.to(cdt) - scale_from * step).to(chunk.dtype)
+                    fix = fixes.pop(key, None)
+                    if fix is not None:
+                        x[fix[0]] = fix[1]
+                if scale_to == 0.0:
+                    chunk.copy_(x)
+                    continue
+                moved = (x.to(cdt) + scale_to * step).to(chunk.dtype)
+                back = (moved.to(cdt) - scale_to * step).to(chunk.dtype)
+                bits = _BITS[chunk.dtype]
+                wrong = (back.view(bits) != x.view(bits)).nonzero().squeeze(1)
+                if wrong.numel():
+                    fixes[key] = (wrong, x[wrong])
+                chunk.copy_(moved)
+
+    def _query_losses(self, closures: Sequence[Closure], query: int) -> tuple[float, float]:
+        fixes: dict = {}
+        self._move(0.0, 1.0, query, fixes)
+        f_plus = sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
+        self._move(1.0, -1.0, query, fixes)
+        f_minus = sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
+        self._move(-1.0, 0.0, query, fixes)
+        return f_plus, f_minus
+
+    @torch.no_grad()
+    def step(  # type: ignore[override]
+        self, closure: Closure | Sequence[Closure] | None = None
+    ) -> Tensor:
+        """One step. ``closure`` may be a list of closures (micro-batches): their losses
+        are averaged at each perturbed point (gradient accumulation). Returns the mean
+        of the losses at ``x + eps u`` and ``x - eps u`` of the first query."""
+        closures = list(closure) if isinstance(closure, (list, tuple)) else [closure]
+        if not closures or any(c is None or not callable(c) for c in closures):
+            self._require_closure(None)
+        n = self.param_groups[0]["n_queries"]
+        coeffs, first = [], None
+        for q in range(n):
+            f_plus, f_minus = self._query_losses(closures, q)
+            if first is None:
+                first = (f_plus + f_minus) / 2
+            if not (math.isfinite(f_plus) and math.isfinite(f_minus)):
+                self._reject("loss")
+                return torch.tensor(float("nan"))
+            coeffs.append((f_plus - f_minus) / (2 * self.param_groups[0]["eps"]))
+        self.last_projected_grads = coeffs
+        for group in self.param_groups:
+            for index, p, chunk, start in self._chunks(group):
+                noises = [self._noise(group, q, index, start, chunk) for q in range(n)]
+                x = chunk.to(_compute_dtype(chunk.dtype))
+                chunk.copy_(self._update(group, p, start, x, coeffs, noises))
+            group["step"] += 1
+        return torch.tensor(first)
+
+    def _state_chunk(self, p: Tensor, name: str, start: int, size: int) -> Tensor:
+        state = self.state[p]
+        if name not in state:
+            state[name] = torch.zeros_like(p, dtype=_compute_dtype(p.dtype))
+        return state[name].view(-1)[start : start + size]
+
+
+def _zo_defaults(lr: float, eps: float, n_queries: int, weight_decay: float) -> dict[str, Any]:
+    return dict(lr=lr, eps=eps, n_queries=n_queries, weight_decay=weight_decay)
+
+
+def _estimate(coeffs: Sequence[float], directions: Iterable[Tensor]) -> Tensor:
+    total = None
+    for c, u in zip(coeffs, directions):
+        total = u * c if total is None else total.add_(u, alpha=c)
+    return total.div_(len(coeffs))  # type: ignore[union-attr]
+
+
+class ZOSGD(_ZerothOrder):
+    r"""Zeroth-order SGD (MeZO): ``x <- x - lr (g_hat + wd x)`` with Gaussian directions.
+
+    ``g_hat = (1/n) sum_q (f(x + eps z_q) - f(x - eps z_q)) / (2 eps) z_q``,
+    ``z_q ~ N(0, I)`` regenerated from the seed (see the module docstring).
+
+    Cost per step: ``2 n_queries`` forward passes per closure, no backward; about
+    ``4 n_queries + 1`` elementwise passes over the parameters. Memory: that of
+    inference plus a few chunks; no state per parameter.
+
+    Args:
+        params: parameters or groups (group keys ``lr``, ``weight_decay``).
+        lr: learning rate. eps: perturbation scale. n_queries: directions averaged per step.
+        seed: seed of the directions (None: drawn from torch's default generator).
+        chunk_size: elements per generated chunk of noise.
+        nonfinite: ``"raise"`` or ``"skip"`` when a loss is NaN or inf (the parameters
+            are restored exactly either way).
+
+    The closure must return the loss; it is called under ``torch.no_grad()``.
+
+    References:
+        S. Malladi, T. Gao, E. Nichani, A. Damian, J. D. Lee, D. Chen, S. Arora,
+        "Fine-Tuning Language Models with Just Forward Passes", NeurIPS 2023.
+        J. C. Spall, "Multivariate stochastic approximation using a simultaneous
+        perturbation gradient approximation", IEEE TAC 1992.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        eps: float = 1e-3,
+        n_queries: int = 1,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        chunk_size: int = 1 << 18,
+        nonfinite: NonFinite = "raise",
+    ) -> None:
+        defaults = _zo_defaults(lr, eps, n_queries, weight_decay)
+        super().__init__(params, defaults, seed, chunk_size, nonfinite)
+
+    def _direction(self, group, p, start, noise, dtype):  # type: ignore[override]
+        return noise[0].to(dtype)
+
+    def _update(self, group, p, start, x, coeffs, noises):  # type: ignore[override]
+        g = _estimate(coeffs, (z[0].to(x.dtype) for z in noises))
+        if group["weight_decay"]:
+            g.add_(x, alpha=group["weight_decay"])
+        return x.sub_(g, alpha=group["lr"])
+
+
+class ZOAdam(_ZerothOrder):
+    r"""Zeroth-order Adam: Adam's moments of the MeZO estimate ``g_hat``.
+
+    ::
+
+        m <- b1 m + (1 - b1) g_hat;   v <- b2 v + (1 - b2) g_hat^2
+        x <- x - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + adam_eps) - lr wd x
+
+    Cost per step: as :class:`ZOSGD`. Memory: two float32 buffers per parameter
+    (``exp_avg``, ``exp_avg_sq``), so no longer that of inference.
+
+    References:
+        Malladi et al. 2023 (MeZO, its Adam variant); Kingma & Ba, "Adam", ICLR 2015.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        eps: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        adam_eps: float = 1e-8,
+        n_queries: int = 1,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        chunk_size: int = 1 << 18,
+        nonfinite: NonFinite = "raise",
+    ) -> None:
+        check_betas(betas)
+        check_positive("adam_eps", adam_eps)
+        defaults = {
+            **_zo_defaults(lr, eps, n_queries, weight_decay),
+            "betas": tuple(betas),
+            "adam_eps": adam_eps,
+        }
+        super().__init__(params, defaults, seed, chunk_size, nonfinite)
+
+    def _direction(self, group, p, start, noise, dtype):  # type: ignore[override]
+        return noise[0].to(dtype)
+
+    def _update(self, group, p, start, x, coeffs, noises):  # type: ignore[override]
+        b1, b2 = group["betas"]
+        t = group["step"] + 1
+        g = _estimate(coeffs, (z[0].to(x.dtype) for z in noises))
+        m = self._state_chunk(p, "exp_avg", start, x.numel())
+        v = self._state_chunk(p, "exp_avg_sq", start, x.numel())
+        m.lerp_(g.to(m.dtype), 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v / (1 - b2**t)).sqrt_().add_(group["adam_eps"])
+        if group["weight_decay"]:
+            x.mul_(1 - group["lr"] * group["weight_decay"])
+        return x.addcdiv_(m, denom, value=-group["lr"] / (1 - b1**t))
+
+
+class ZOAdaMU(_ZerothOrder):
+    r"""ZO-AdaMU: the perturbation itself carries momentum and uncertainty.
+
+    Each query draws ``xi1, xi2 ~ N(0, I)`` and perturbs along::
+
+        z_dot  = sqrt(alpha) xi1                    (exploration)
+        z_ddot = m + sqrt(1 - alpha) xi2            (around the momentum m)
+        u      = beta1 z_dot + (1 - beta1) z_ddot
+
+    then, with ``c_q`` the loss differences along ``u_q``::
+
+        g_hat = (1/n) sum_q c_q u_q
+        v     = (1/n) sum_q beta2 z_dot_q^2 + (1 - beta2) z_ddot_q^2
+        x    <- x - lr g_hat / (sqrt(v) + adam_eps) - lr wd x
+        m    <- (1/n) sum_q u_q
+
+    ``alpha``, ``beta1``, ``beta2`` are group hyperparameters; the paper anneals them
+    over three phases of training, which a user can do by changing them in
+    ``param_groups`` (as a scheduler does with ``lr``). The paper writes the denominator
+    as ``sqrt(v^2 + sigma)``; this class uses Adam's ``sqrt(v) + adam_eps``, which keeps
+    the step scale-free in ``u``.
+
+    Cost per step: as :class:`ZOSGD` (two normal draws per element and query).
+    Memory: one float32 buffer per parameter (``m``).
+
+    References:
+        S. Jiang, Q. Chen, Y. Pan, Y. Xiang, Y. Lin, X. Wu, C. Liu, X. Song, "ZO-AdaMU
+        Optimizer: Adapting Perturbation by the Momentum and Uncertainty in Zeroth-order
+        Optimization", AAAI 2024; arXiv:2312.15184.
+    """
+
+    draws = 2
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        eps: float = 1e-3,
+        alpha: float = 0.5,
+        beta1: float = 0.9,
+        beta2: float = 0.5,
+        adam_eps: float = 1e-8,
+        n_queries: int = 1,
+        weight_decay: float = 0.0,
+        seed: int | None = None,
+        chunk_size: int = 1 << 18,
+        nonfinite: NonFinite = "raise",
+    ) -> None:
+        check_unit_interval("alpha", alpha, closed_right=True)
+        check_unit_interval("beta1", beta1, closed_right=True)
+        check_unit_interval("beta2", beta2, closed_right=True)
+        check_positive("adam_eps", adam_eps)
+        defaults = {
+            **_zo_defaults(lr, eps, n_queries, weight_decay),
+            "alpha": alpha,
+            "beta1": beta1,
+            "beta2": beta2,
+            "adam_eps": adam_eps,
+        }
+        super().__init__(params, defaults, seed, chunk_size, nonfinite)
+
+    def _parts(self, group, p, start, noise, dtype) -> tuple[Tensor, Tensor]:
+        m = self._state_chunk(p, "momentum", start, noise.shape[1]).to(dtype)
+        z_dot = noise[0].to(dtype).mul_(math.sqrt(group["alpha"]))
+        z_ddot = noise[1].to(dtype).mul_(math.sqrt(1 - group["alpha"])).add_(m)
+        return z_dot, z_ddot
+
+    def _direction(self, group, p, start, noise, dtype):  # type: ignore[override]
+        z_dot, z_ddot = self._parts(group, p, start, noise, dtype)
+        return z_dot.mul_(group["beta1"]).add_(z_ddot, alpha=1 - group["beta1"])
+
+    def _update(self, group, p, start, x, coeffs, noises):  # type: ignore[override]
+        b1, b2 = group["beta1"], group["beta2"]
+        directions, second = [], torch.zeros_like(x)
+        for noise in noises:
+            z_dot, z_ddot = self._parts(group, p, start, noise, x.dtype)
+            second.addcmul_(z_dot, z_dot, value=b2).addcmul_(z_ddot, z_ddot, value=1 - b2)
+            directions.append(z_dot.mul(b1).add_(z_ddot, alpha=1 - b1))
+        g = _estimate(coeffs, directions)
+        denom = second.div_(len(noises)).sqrt_().add_(group["adam_eps"])
+        if group["weight_decay"]:
+            x.mul_(1 - group["lr"] * group["weight_decay"])
+        x.addcdiv_(g, denom, value=-group["lr"])
+        m = self._state_chunk(p, "momentum", start, x.numel())
+        m.copy_(_estimate([1.0] * len(directions), directions))
+        return x
