@@ -132,7 +132,9 @@ def hvp(
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
 
     def fx(z):
-        return f(z, *args)
+        out = f(z, *args)
+        check_scalar_output(out, z, batched)  # forward mode would sum a vector silently
+        return out
 
     if mode in ("auto", "forward"):
         try:
