@@ -41,13 +41,15 @@ def run(
     start = time.perf_counter()
     state = solver.init(objective, x0)
     status = state.flag.clone()
-    if state.g is not None:
-        at_optimum = state.g.abs().amax(dim=-1) <= tol.gtol
-        status = torch.where(
-            at_optimum & (status == Status.RUNNING),
-            torch.full_like(status, Status.CONVERGED),
-            status,
-        )
+    status = torch.where(
+        solver.stationary(state, tol) & (status == Status.RUNNING),
+        torch.full_like(status, Status.CONVERGED),
+        status,
+    )
+    try:  # a second-order method may turn a saddle point back to RUNNING
+        status, state = solver.confirm(objective, state, status)
+    except BudgetExhausted as exhausted:
+        status = torch.where(exhausted.rows, torch.full_like(status, Status.MAX_FEV), status)
     best = _Best(state)
     nit = torch.zeros_like(objective.nfev)
     trace = _Trace(state) if history else None
@@ -60,17 +62,18 @@ def run(
             objective.active = active
             try:
                 new = solver.step(objective, state)
+                step_status = solver.converged(state, new, tol)
+                step_status = torch.where(
+                    (step_status == Status.RUNNING) & (new.flag != Status.RUNNING),
+                    new.flag,
+                    step_status,
+                )
+                step_status, new = solver.confirm(objective, new, step_status)
             except BudgetExhausted as exhausted:
                 status = torch.where(
                     exhausted.rows, torch.full_like(status, Status.MAX_FEV), status
                 )
                 continue
-            step_status = solver.converged(state, new, tol)
-            step_status = torch.where(
-                (step_status == Status.RUNNING) & (new.flag != Status.RUNNING),
-                new.flag,
-                step_status,
-            )
             state = masked_update(active, new, state)
             nit += active.long()
             status = torch.where(active, step_status, status)

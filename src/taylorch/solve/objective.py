@@ -96,10 +96,12 @@ class Objective:
 
     def hvp_at(
         self, x: Tensor, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+    ) -> tuple[Tensor, Tensor, Callable[..., Tensor]]:
         """``(f, g, v -> H v)`` at ``x``: one graph, reused by every product.
 
-        Each product is charged as one HVP to the problems in ``mask``.
+        Each product is charged as one HVP to the problems in ``mask``; a product
+        ``matvec(v, rows)`` only to those of them in ``rows`` (an inner loop whose
+        problems finish at different times).
         """
         self._charge(mask, self.nfev)
         self._charge(mask, self.njev)
@@ -109,8 +111,8 @@ class Objective:
             (g,) = torch.autograd.grad(f.sum(), xr, create_graph=True)
         charged = self.active.clone() if mask is None else mask & self.active
 
-        def matvec(v: Tensor) -> Tensor:
-            self.n_hvp.add_(charged.long())
+        def matvec(v: Tensor, rows: Tensor | None = None) -> Tensor:
+            self.n_hvp.add_((charged if rows is None else charged & rows).long())
             if not g.requires_grad:  # the objective is at most linear
                 return torch.zeros_like(v)
             with torch.enable_grad():

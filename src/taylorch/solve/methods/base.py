@@ -100,12 +100,22 @@ class Solver(abc.ABC):
         """Tolerances used where the caller gives none (gradient test only)."""
         return Tolerances(gtol=1e-6 if dtype == torch.float64 else 1e-4, xtol=0.0, ftol=0.0)
 
+    def stationary(self, state: State, tol: Tolerances) -> Tensor:
+        """Per-problem first-order test, ``max |g_i| <= gtol`` (false without a gradient).
+
+        Methods with their own optimality measure (least squares) override it;
+        the loop also applies it at the starting point.
+        """
+        if state.g is None:
+            return torch.zeros_like(state.flag, dtype=torch.bool)
+        return state.g.abs().amax(dim=-1) <= tol.gtol
+
     def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
         """Per-problem status after a step: ``CONVERGED``, ``SMALL_STEP`` or ``RUNNING``."""
         status = torch.full_like(new.flag, Status.RUNNING)
-        if new.g is not None:
-            small_g = new.g.abs().amax(dim=-1) <= tol.gtol
-            status = torch.where(small_g, torch.full_like(status, Status.CONVERGED), status)
+        status = torch.where(
+            self.stationary(new, tol), torch.full_like(status, Status.CONVERGED), status
+        )
         dx = (new.x - old.x).abs().amax(dim=-1)
         df = (new.f - old.f).abs()
         small = (dx < tol.xtol * (1 + old.x.abs().amax(dim=-1))) & (
@@ -114,6 +124,17 @@ class Solver(abc.ABC):
         return torch.where(
             small & (status == Status.RUNNING), torch.full_like(status, Status.SMALL_STEP), status
         )
+
+    def confirm(self, objective: Objective, state: State, status: Tensor) -> tuple[Tensor, State]:
+        """A second look at the rows that ``status`` marks ``CONVERGED``; default: keep them.
+
+        Second-order methods override this to require curvature too: a row whose
+        Hessian has a clearly negative eigenvalue is a saddle, not a minimizer;
+        they set it back to ``RUNNING`` and record the escape direction in
+        ``state.memory``. Called by the loop after the start test and after
+        every step; may evaluate (and charge) the rows it examines.
+        """
+        return status, state
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -3,7 +3,7 @@
 One iteration, for every problem of the batch at once::
 
     p  = direction(state)                 # e.g. -H g for BFGS
-    p  = -g where <g, p> >= 0             # never walk uphill
+    p  = -g where <g, p> >= 0, g != 0     # never walk uphill
     t  = line_search(x, f, g, p, t0)      # Armijo, strong Wolfe, fixed ...
     x+ = x + t p;  memory = update(memory, s = t p, y = g+ - g)
 
@@ -75,7 +75,10 @@ class DescentMethod(Solver):
         fresh = memory.pop("fresh")
         p = self.direction.compute(objective, state)
         slope = (state.g * p).sum(dim=-1)
-        uphill = ~(slope < 0) | ~torch.isfinite(p).all(dim=-1)
+        # At g = 0 exactly no direction has a negative slope; a second-order method's
+        # direction of negative curvature (zero slope) is then kept, not replaced by -g = 0.
+        stationary = ~(state.g != 0).any(dim=-1)
+        uphill = (~(slope < 0) & ~stationary) | ~torch.isfinite(p).all(dim=-1)
         p = torch.where(uphill[:, None], -state.g, p)
         t0 = torch.where(
             uphill, _steepest_initial_step(state.g), self.direction.initial_step(state, p)
