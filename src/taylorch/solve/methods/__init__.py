@@ -5,7 +5,9 @@ from taylorch.solve.methods.conjugate_gradient import CG
 from taylorch.solve.methods.descent import DescentMethod, Direction
 from taylorch.solve.methods.gradient import GD, Polyak
 from taylorch.solve.methods.nelder_mead import NelderMead
+from taylorch.solve.methods.newton import Newton, NewtonCG
 from taylorch.solve.methods.quasi_newton import BFGS, LBFGS
+from taylorch.solve.methods.trust_region_methods import Dogleg, TrustExact, TrustNCG
 from taylorch.solve.methods.zeroth_order import ZOGD
 
 METHODS: dict[str, type[Solver]] = {
@@ -18,6 +20,11 @@ METHODS: dict[str, type[Solver]] = {
         GD,
         Polyak,
         CG,
+        Newton,
+        NewtonCG,
+        TrustNCG,
+        Dogleg,
+        TrustExact,
     )
 }
 
@@ -30,9 +37,14 @@ __all__ = [
     "ZOGD",
     "DescentMethod",
     "Direction",
+    "Dogleg",
     "NelderMead",
+    "Newton",
+    "NewtonCG",
     "Polyak",
     "Solver",
     "State",
     "Tolerances",
+    "TrustExact",
+    "TrustNCG",
 ]
