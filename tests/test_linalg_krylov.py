@@ -319,6 +319,12 @@ def test_lanczos_generator_makes_it_reproducible():
     torch.testing.assert_close(one.alphas, two.alphas, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("solver", [cg, minres])
+def test_zero_right_hand_side_is_solved_at_once(solver):
+    res = solver(spd(6), torch.zeros(2, 6, dtype=F64))
+    assert res.converged.all() and (res.n_iter == 0).all() and (res.x == 0).all()
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
