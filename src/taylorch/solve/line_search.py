@@ -154,7 +154,12 @@ class StrongWolfe(LineSearch):
     """Bracketing and zoom to the strong Wolfe conditions.
 
     Accepts ``t`` when ``f(x + t p) <= f + c1 t g.p`` and
-    ``|g(x + t p).p| <= c2 |g.p|``. Every problem keeps a bracket ``[lo, hi]``
+    ``|g(x + t p).p| <= c2 |g.p|``. Close to a solution the change in ``f``
+    drowns in rounding error before the gradient does; there sufficient
+    decrease is judged by the derivative instead, as in the approximate Wolfe
+    conditions of Hager & Zhang (SIAM J. Optim. 2005): ``f(x + t p) <= f +
+    noise`` and ``g(x + t p).p <= (2 c1 - 1) g.p``, with ``noise = noise_factor *
+    eps * |f|``. Every problem keeps a bracket ``[lo, hi]``
     where ``lo`` is the best point with sufficient decrease so far; ``hi`` is
     ``+inf`` while the step is still being expanded. Trials come from the
     minimizer of the cubic through both ends (bisection when it is not
@@ -167,10 +172,17 @@ class StrongWolfe(LineSearch):
         c2: curvature constant, ``c2 < 1`` (0.9 for quasi-Newton, 0.1 for CG).
         max_trials: rounds per search.
         expand: factor by which an accepted but too short trial is extended.
+        noise: rounding noise of ``f`` in units of ``eps * |f|``.
     """
 
     def __init__(
-        self, *, c1: float = 1e-4, c2: float = 0.9, max_trials: int = 25, expand: float = 4.0
+        self,
+        *,
+        c1: float = 1e-4,
+        c2: float = 0.9,
+        max_trials: int = 25,
+        expand: float = 4.0,
+        noise: float = 100.0,
     ):
         if not 0 < c1 < c2 < 1:
             raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1}, c2={c2}")
@@ -178,7 +190,10 @@ class StrongWolfe(LineSearch):
             raise ValueError(f"max_trials must be >= 1, got {max_trials}")
         if expand <= 1:
             raise ValueError(f"expand must be > 1, got {expand}")
+        if noise < 0:
+            raise ValueError(f"noise must be >= 0, got {noise}")
         self.c1, self.c2, self.max_trials, self.expand = c1, c2, max_trials, expand
+        self.noise = noise
 
     def search(self, objective, x, f, g, p, t0):
         slope = (g * p).sum(dim=-1)
@@ -188,12 +203,15 @@ class StrongWolfe(LineSearch):
         t = t0.clone()
         pending = objective.active.clone()
         eps = torch.finfo(x.dtype).eps
+        noise = self.noise * eps * f.abs()
         for _ in range(self.max_trials):
             xt = x + t[:, None] * p
             ft, gt = objective.value_and_grad(xt, mask=pending)
             dt = (gt * p).sum(dim=-1)
-            decrease = ft <= f + self.c1 * t * slope
-            worse = ~decrease | (ft >= lo_f)
+            decrease = (ft <= f + self.c1 * t * slope) | (
+                (ft <= f + noise) & (dt <= (2 * self.c1 - 1) * slope)
+            )
+            worse = ~decrease | (ft > lo_f + noise) | ~torch.isfinite(ft)
             curvature = dt.abs() <= -self.c2 * slope
             done = pending & ~worse & curvature
             # Too high: the trial closes the bracket from above.
