@@ -222,6 +222,7 @@ def test_slq_density_integrates_to_one_and_matches_moments():
     sd = spectral_density(LinearOperator.from_dense(a), num_probes=probes, num_steps=30, seed=9)
     assert sd.nodes.shape == (probes, 30) and sd.grid.shape == sd.density.shape == (1000,)
     torch.testing.assert_close(sd.weights.sum(), torch.tensor(1.0, dtype=F64))
+    assert spectral_density(a, num_probes=2, seed=0).nodes.shape == (2, 50)
     torch.testing.assert_close(torch.trapezoid(sd.density, sd.grid), torch.tensor(1.0, dtype=F64))
     assert (sd.density >= 0).all()
     # Quadrature moments are unbiased for tr(A^p)/n; the standard errors are
@@ -247,7 +248,8 @@ def test_slq_with_n_steps_has_the_exact_eigenvalues_as_nodes():
     lam = torch.tensor([-1.0, 0.5, 2.0, 3.0], dtype=F64).repeat_interleave(3)
     q, _ = torch.linalg.qr(torch.randn(12, 12, generator=gen(10), dtype=F64))
     a = (q * lam) @ q.T
-    sd = spectral_density((a + a.T) / 2, num_probes=4, num_steps=12, seed=0)
+    sd = spectral_density((a + a.T) / 2, num_probes=4, seed=0)  # default: min(n, 50) steps
+    assert sd.nodes.shape == (4, 12)
     heavy = sd.nodes[sd.weights > 1e-8]
     assert (heavy[:, None] - lam.unique()).abs().min(1).values.max() < 1e-10
 

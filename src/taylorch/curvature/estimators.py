@@ -183,7 +183,7 @@ def spectral_density(
     *,
     n: int | None = None,
     num_probes: int = 10,
-    num_steps: int = 50,
+    num_steps: int | None = None,
     num_grid: int = 1000,
     sigma: float | None = None,
     generator: torch.Generator | None = None,
@@ -208,7 +208,7 @@ def spectral_density(
 
     Args:
         num_probes: ``L``, independent probes (run as one batched Lanczos).
-        num_steps: ``m`` Lanczos steps per probe (at most ``n``).
+        num_steps: ``m`` Lanczos steps per probe, at most ``n`` (default ``min(n, 50)``).
         num_grid: points of the returned grid, which spans the nodes
             widened by ``5 sigma`` on each side.
         sigma: kernel width; default 1% of the span of the nodes.
@@ -221,6 +221,7 @@ def spectral_density(
     """
     a = aslinearoperator(op, n)
     dim = a.shape[0]
+    num_steps = min(dim, 50) if num_steps is None else num_steps
     _positive("num_probes", num_probes)
     _positive("num_steps", num_steps)
     _positive("num_grid", num_grid)
