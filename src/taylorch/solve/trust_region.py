@@ -51,7 +51,10 @@ __all__ = [
     "cauchy_point",
     "confirm_second_order",
     "escape_memory",
+    "escape_step",
     "forcing_term",
+    "krylov_model",
+    "progress_flag",
     "reduction_ratio",
     "solve_in_eigenbasis",
     "truncated_cg",
@@ -527,6 +530,43 @@ def solve_in_eigenbasis(
 # ----------------------------------------------------------------------------- saddle points
 
 
+def escape_step(
+    state: State, p: Tensor, predicted: Tensor, length: Tensor, cubic: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Where ``memory["escape"]`` is set, step ``length`` along it instead of ``p``.
+
+    The model decrease of that step ``t v`` is ``-(t g.v + l_1 t^2 / 2 + cubic t^3)``
+    (``cubic``: the coefficient of the method's cubic term, 0 for trust regions).
+    Returns ``(p, predicted, leaving)``, ``leaving`` the rows that escape.
+    """
+    escape = state.memory["escape"]
+    leaving = (escape != 0).any(dim=-1)
+    t = length
+    decrease = -(t * _dot(state.g, escape) + 0.5 * state.memory["escape_curv"] * t * t)
+    if cubic is not None:
+        decrease = decrease - cubic * t**3
+    p = torch.where(leaving[:, None], t[:, None] * escape, p)
+    return p, torch.where(leaving, decrease, predicted), leaving
+
+
+def progress_flag(state: State, f_trial: Tensor, predicted: Tensor, stalled: Tensor) -> Tensor:
+    """``state.flag`` raised where a step-control method can make no progress.
+
+    That is where ``stalled`` (the radius or step has shrunk below rounding),
+    or where the model predicts a decrease below the rounding level of ``f``
+    (``10 eps |f|``) and ``f`` did not decrease: ``NONFINITE`` if the trial
+    value was not finite, ``NO_PROGRESS`` otherwise.
+    """
+    eps = torch.finfo(state.f.dtype).eps
+    flat = (predicted <= 10 * eps * state.f.abs()) & ~(f_trial < state.f)
+    failed = torch.where(
+        torch.isfinite(f_trial),
+        torch.full_like(state.flag, Status.NO_PROGRESS),
+        torch.full_like(state.flag, Status.NONFINITE),
+    )
+    return torch.where(stalled | flat, failed, state.flag)
+
+
 def escape_memory(x: Tensor) -> dict[str, Tensor]:
     """The memory entries every second-order method keeps for :func:`confirm_second_order`."""
     return {"escape": torch.zeros_like(x), "escape_curv": torch.zeros_like(x[:, 0])}
@@ -537,11 +577,21 @@ def _smallest_eigenpair(hessian: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return eigvals[:, 0], eigvecs[:, :, 0], eigvals.abs().amax(dim=-1)
 
 
-def _smallest_ritz_pair(matvec: MatVec, x: Tensor, steps: int) -> tuple[Tensor, Tensor, Tensor]:
-    batch, n = x.shape
-    seed = torch.Generator(device=x.device).manual_seed(0)
-    start = torch.randn(n, generator=seed, dtype=x.dtype, device=x.device).expand(batch, n)
-    finite = torch.ones(batch, dtype=torch.bool, device=x.device)
+def krylov_model(matvec: MatVec, start: Tensor, steps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The Hessian projected on the Krylov space of ``start`` ``(B, n)``, by Lanczos.
+
+    ``k = min(n, steps)`` Lanczos steps with full reorthogonalization give
+    ``Q^T H Q = T``; returns ``(theta, V, finite)``: the eigenvalues of ``T``
+    ``(B, k)`` ascending, the Ritz vectors ``V = Q S`` ``(B, n, k)`` (orthonormal
+    columns) and whether every product was finite ``(B,)`` (non-finite
+    products are replaced by zeros). A zero row of ``start`` starts from a
+    fixed pseudo-random vector instead. Cost: ``k`` HVPs and ``O(k^2 n)``.
+    """
+    batch, n = start.shape
+    seed = torch.Generator(device=start.device).manual_seed(0)
+    fallback = torch.randn(n, generator=seed, dtype=start.dtype, device=start.device)
+    start = torch.where((start != 0).any(dim=-1, keepdim=True), start, fallback)
+    finite = torch.ones(batch, dtype=torch.bool, device=start.device)
 
     def product(v: Tensor) -> Tensor:
         nonlocal finite
@@ -551,8 +601,7 @@ def _smallest_ritz_pair(matvec: MatVec, x: Tensor, steps: int) -> tuple[Tensor, 
         return torch.where(ok[:, None], hv, torch.zeros_like(hv))
 
     out = lanczos(product, min(n, steps), v0=start.contiguous(), generator=seed)
-    lam = torch.where(finite, out.ritz_values[:, 0], torch.zeros_like(out.ritz_values[:, 0]))
-    return lam, out.ritz_vectors[:, :, 0], out.ritz_values.abs().amax(dim=-1)
+    return out.ritz_values, out.ritz_vectors, finite
 
 
 def confirm_second_order(
@@ -585,7 +634,10 @@ def confirm_second_order(
         lam, v, scale = _smallest_eigenpair(hessian)
     else:
         _, _, matvec = objective.hvp_at(state.x, mask=rows)
-        lam, v, scale = _smallest_ritz_pair(matvec, state.x, lanczos_steps)
+        start = torch.zeros_like(state.x)  # the fixed pseudo-random vector
+        theta, vectors, finite = krylov_model(matvec, start, lanczos_steps)
+        lam = torch.where(finite, theta[:, 0], torch.zeros_like(theta[:, 0]))
+        v, scale = vectors[:, :, 0], theta.abs().amax(dim=-1)
     tol = torch.finfo(lam.dtype).eps ** 0.5 * torch.clamp(scale, min=1)
     saddle = rows & (lam < -tol)
     sign = torch.where(_dot(state.g, v) > 0, -1.0, 1.0).to(v.dtype)

@@ -2,6 +2,7 @@
 
 from taylorch.solve.methods.base import Solver, State, Tolerances
 from taylorch.solve.methods.conjugate_gradient import CG
+from taylorch.solve.methods.cubic import ARC, DampedNewton
 from taylorch.solve.methods.descent import DescentMethod, Direction
 from taylorch.solve.methods.gradient import GD, Polyak
 from taylorch.solve.methods.nelder_mead import NelderMead
@@ -25,16 +26,20 @@ METHODS: dict[str, type[Solver]] = {
         TrustNCG,
         Dogleg,
         TrustExact,
+        ARC,
+        DampedNewton,
     )
 }
 
 __all__ = [
+    "ARC",
     "BFGS",
     "CG",
     "GD",
     "LBFGS",
     "METHODS",
     "ZOGD",
+    "DampedNewton",
     "DescentMethod",
     "Direction",
     "Dogleg",

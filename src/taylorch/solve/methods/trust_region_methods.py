@@ -23,7 +23,6 @@ import torch
 
 from taylorch.solve.methods.base import Solver, State
 from taylorch.solve.objective import Objective
-from taylorch.solve.result import Status
 from taylorch.solve.trust_region import (
     DoglegPath,
     MoreSorensen,
@@ -32,6 +31,8 @@ from taylorch.solve.trust_region import (
     Subproblem,
     confirm_second_order,
     escape_memory,
+    escape_step,
+    progress_flag,
     reduction_ratio,
 )
 
@@ -94,12 +95,7 @@ class TrustRegion(Solver):
         p, predicted, boundary = self.subproblem.solve(state.g, model, radius)
 
         # A saddle point found by `confirm`: go to the boundary along negative curvature.
-        escape = memory["escape"]
-        leaving = (escape != 0).any(dim=-1)
-        p_escape = radius[:, None] * escape
-        decrease = -((state.g * p_escape).sum(-1) + 0.5 * memory["escape_curv"] * radius**2)
-        p = torch.where(leaving[:, None], p_escape, p)
-        predicted = torch.where(leaving, decrease, predicted)
+        p, predicted, leaving = escape_step(state, p, predicted, radius)
         boundary = boundary | leaving
 
         x_trial = state.x + p
@@ -111,17 +107,9 @@ class TrustRegion(Solver):
         accept = self.rule.accept(rho)
         step_norm = torch.linalg.vector_norm(p, dim=-1)
         new_radius = self.rule.update(radius, rho, step_norm, boundary)
-
         eps = torch.finfo(state.f.dtype).eps
-        x_scale = 1 + torch.linalg.vector_norm(state.x, dim=-1)
-        collapsed = ~accept & (new_radius <= eps * x_scale)
-        flat = (predicted <= 10 * eps * state.f.abs()) & ~(f_trial < state.f)
-        failed = torch.where(
-            torch.isfinite(f_trial),
-            torch.full_like(state.flag, Status.NO_PROGRESS),
-            torch.full_like(state.flag, Status.NONFINITE),
-        )
-        flag = torch.where(collapsed | flat, failed, state.flag)
+        collapsed = ~accept & (new_radius <= eps * (1 + torch.linalg.vector_norm(state.x, dim=-1)))
+        flag = progress_flag(state, f_trial, predicted, collapsed)
 
         keep = accept[:, None]
         new_memory = {
