@@ -384,7 +384,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--torchmin-methods", type=split_names, default=split_names("bfgs,newton-exact,trust-ncg")
     )
-    p.add_argument("--torchmin-subset", type=int, default=128)
+    p.add_argument("--torchmin-subset", type=int, default=32)
     p.add_argument("--no-optimistix", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every peer")
     p.add_argument("--out", default="bench-out/minimize_batched.json")
