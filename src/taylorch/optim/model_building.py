@@ -29,8 +29,8 @@ def model_step_coefficients(
     c_g = -ss / (2.0 * sigma)
     c_s = c_g / theta * (-shifted * yg + yy * sg)
     c_y = c_g / theta * (-shifted * sg + ss * yg)
-    # A tensor whose gradient is zero has s = 0: keep it (0/0 otherwise).
-    flat = gg == 0
+    # A tensor whose gradient or trial step is zero (lr = 0): keep s (0/0 otherwise).
+    flat = (gg == 0) | (ss == 0)
     return (
         torch.where(flat, 1.0, c_s),
         torch.where(flat, 0.0, c_g),

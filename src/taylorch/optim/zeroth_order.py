@@ -118,13 +118,19 @@ class _ZerothOrder(Optimizer):
         raise NotImplementedError
 
     # -------------------------------------------------------------- machinery
-    def _chunks(self, group: dict[str, Any]) -> Iterator[Chunk]:
-        for i, p in enumerate(group["params"]):
-            if not p.is_contiguous():
-                raise ValueError(f"{type(self).__name__} needs contiguous parameters")
-            flat = p.detach().view(-1)
-            for start in range(0, flat.numel(), self.chunk_size):
-                yield i, p, flat[start : start + self.chunk_size], start
+    def _chunks(self) -> Iterator[tuple[dict[str, Any], int, Tensor, Tensor, int]]:
+        """(group, parameter index over all groups, parameter, flat chunk view, start)."""
+        index = -1
+        for group in self.param_groups:
+            for p in group["params"]:
+                index += 1
+                if not p.requires_grad:
+                    continue
+                if not p.is_contiguous():
+                    raise ValueError(f"{type(self).__name__} needs contiguous parameters")
+                flat = p.detach().view(-1)
+                for start in range(0, flat.numel(), self.chunk_size):
+                    yield group, index, p, flat[start : start + self.chunk_size], start
 
     def _noise(
         self, group: dict[str, Any], query: int, index: int, start: int, chunk: Tensor
@@ -136,29 +142,28 @@ class _ZerothOrder(Optimizer):
 
     def _move(self, scale_from: float, scale_to: float, query: int, fixes: dict) -> None:
         """Move every chunk from ``x + scale_from eps u_q`` to ``x + scale_to eps u_q``, exactly."""
-        for g_idx, group in enumerate(self.param_groups):
-            for index, p, chunk, start in self._chunks(group):
-                cdt = _compute_dtype(chunk.dtype)
-                noise = self._noise(group, query, index, start, chunk)
-                step = self._direction(group, p, start, noise, cdt).mul_(group["eps"])
-                key = (g_idx, index, start)
-                if scale_from == 0.0:
-                    x = chunk.clone()
-                else:
-                    x = (chunk.to(cdt) - scale_from * step).to(chunk.dtype)
-                    fix = fixes.pop(key, None)
-                    if fix is not None:
-                        x[fix[0]] = fix[1]
-                if scale_to == 0.0:
-                    chunk.copy_(x)
-                    continue
-                moved = (x.to(cdt) + scale_to * step).to(chunk.dtype)
-                back = (moved.to(cdt) - scale_to * step).to(chunk.dtype)
-                bits = _BITS[chunk.dtype]
-                wrong = (back.view(bits) != x.view(bits)).nonzero().squeeze(1)
-                if wrong.numel():
-                    fixes[key] = (wrong, x[wrong])
-                chunk.copy_(moved)
+        for group, index, p, chunk, start in self._chunks():
+            cdt = _compute_dtype(chunk.dtype)
+            noise = self._noise(group, query, index, start, chunk)
+            step = self._direction(group, p, start, noise, cdt).mul_(group["eps"])
+            key = (index, start)
+            if scale_from == 0.0:
+                x = chunk.clone()
+            else:
+                x = (chunk.to(cdt) - scale_from * step).to(chunk.dtype)
+                fix = fixes.pop(key, None)
+                if fix is not None:
+                    x[fix[0]] = fix[1]
+            if scale_to == 0.0:
+                chunk.copy_(x)
+                continue
+            moved = (x.to(cdt) + scale_to * step).to(chunk.dtype)
+            back = (moved.to(cdt) - scale_to * step).to(chunk.dtype)
+            bits = _BITS[chunk.dtype]
+            wrong = (back.view(bits) != x.view(bits)).nonzero().squeeze(1)
+            if wrong.numel():
+                fixes[key] = (wrong, x[wrong])
+            chunk.copy_(moved)
 
     def _query_losses(self, closures: Sequence[Closure], query: int) -> tuple[float, float]:
         fixes: dict = {}
@@ -190,11 +195,11 @@ class _ZerothOrder(Optimizer):
                 return torch.tensor(float("nan"))
             coeffs.append((f_plus - f_minus) / (2 * self.param_groups[0]["eps"]))
         self.last_projected_grads = coeffs
+        for group, index, p, chunk, start in self._chunks():
+            noises = [self._noise(group, q, index, start, chunk) for q in range(n)]
+            x = chunk.to(_compute_dtype(chunk.dtype))
+            chunk.copy_(self._update(group, p, start, x, coeffs, noises))
         for group in self.param_groups:
-            for index, p, chunk, start in self._chunks(group):
-                noises = [self._noise(group, q, index, start, chunk) for q in range(n)]
-                x = chunk.to(_compute_dtype(chunk.dtype))
-                chunk.copy_(self._update(group, p, start, x, coeffs, noises))
             group["step"] += 1
         return torch.tensor(first)
 
