@@ -25,23 +25,44 @@ time relative to the SVD, orthogonality error ``||Q^T Q - I||_2`` (``Q Q^T``
 for wide matrices), relative distance ``||Q - U V^T||_F / ||U V^T||_F`` to
 the float64 polar factor, and the range of the singular values of ``Q``.
 
-Timing: one warm-up call, then the median of ``--repeat`` calls, wall clock,
-in one process. Run ``python benchmarks/derivatives.py --help`` for options.
+Timing: one warm-up call of each row, then ``--repeat`` rounds that call every
+row of a table once (round-robin, so a busy spell on a shared machine hits all
+rows alike); the median per row, wall clock, in one process. Run ``python benchmarks/derivatives.py --help`` for options.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from _common import Table, fmt_ratio, fmt_seconds, set_threads, time_steady, write_json
+from _common import Table, fmt_ratio, fmt_seconds, set_threads, time_call, write_json
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from taylorch.derivatives import hvp, hvp_operator, module_function, value_and_grad
+
+
+def time_interleaved(
+    calls: list[Callable[[], Any]], repeat: int
+) -> tuple[list[float], list[list[float]], list[Any]]:
+    """Median wall time of each call over ``repeat`` rounds, one call of each per round.
+
+    Round-robin order spreads the drifting load of a shared machine over all
+    rows alike instead of charging it to whichever row ran during a busy spell.
+    Every call runs once first as a warm-up. Returns ``(medians, times, outputs)``.
+    """
+    outputs = [call() for call in calls]
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(max(1, repeat)):
+        for i, call in enumerate(calls):
+            seconds, outputs[i] = time_call(call)
+            times[i].append(seconds)
+    return [statistics.median(t) for t in times], times, outputs
+
 
 # ----------------------------------------------------------------------------- part (a): HVP
 
@@ -81,22 +102,18 @@ def hvp_rows(name: str, problem, repeat: int, gen: torch.Generator) -> list[dict
             lambda: torch.autograd.functional.hvp(fun, theta, v),
         )
     )
-    rows, reference = [], None
-    for label, call in cases:
-        call()  # warm-up
-        seconds, times, _ = time_steady(call, repeat)
-        reference = seconds if reference is None else reference
-        rows.append(
-            {
-                "model": name,
-                "parameters": theta.numel(),
-                "method": label,
-                "seconds": seconds,
-                "times": times,
-                "ratio_to_gradient": seconds / reference,
-            }
-        )
-    return rows
+    medians, times, _ = time_interleaved([call for _, call in cases], repeat)
+    return [
+        {
+            "model": name,
+            "parameters": theta.numel(),
+            "method": label,
+            "seconds": med,
+            "times": ts,
+            "ratio_to_gradient": med / medians[0],
+        }
+        for (label, _), med, ts in zip(cases, medians, times)
+    ]
 
 
 def run_hvp(repeat: int, seed: int) -> list[dict[str, Any]]:
@@ -139,19 +156,17 @@ def run_ortho(repeat: int, seed: int) -> list[dict[str, Any]]:
     for shape in ((256, 256), (1024, 1024), (512, 2048)):
         g = torch.randn(shape, generator=gen)
         exact = polar_svd(g.double())
-        reference = None
-        for label, method in methods:
-            method(g)  # warm-up
-            seconds, times, q = time_steady(lambda m=method, g=g: m(g), repeat)
+        calls = [lambda m=method, g=g: m(g) for _, method in methods]
+        medians, times, outputs = time_interleaved(calls, repeat)
+        for (label, _), med, ts, q in zip(methods, medians, times, outputs):
             sv = torch.linalg.svdvals(q.double())
-            reference = seconds if reference is None else reference
             rows.append(
                 {
                     "shape": list(shape),
                     "method": label,
-                    "seconds": seconds,
-                    "times": times,
-                    "ratio_to_svd": seconds / reference,
+                    "seconds": med,
+                    "times": ts,
+                    "ratio_to_svd": med / medians[0],
                     "orthogonality_error": orthogonality_error(q),
                     "singular_value_range": [sv.min().item(), sv.max().item()],
                     "distance_to_polar": (
