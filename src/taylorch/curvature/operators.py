@@ -34,7 +34,12 @@ from torch.func import grad, vmap
 from taylorch.derivatives import ggn_vp, hvp, hvp_operator, module_function
 from taylorch.linalg.operators import LinearOperator
 
-__all__ = ["empirical_fisher_operator", "ggn_operator", "hessian_operator"]
+__all__ = [
+    "empirical_fisher_operator",
+    "ggn_operator",
+    "hessian_operator",
+    "per_sample_gradients",
+]
 
 LossFn = Callable[[Tensor, Tensor | None], Tensor]
 Inputs = Tensor | Sequence[Tensor]
