@@ -144,7 +144,9 @@ def _finite_or_inf(f: Tensor) -> Tensor:
 
 
 def _mark_nonfinite(f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    ok = torch.isfinite(f) & torch.isfinite(g).all(dim=-1)
+    # One reduction instead of an elementwise test: the sum is finite iff every entry is
+    # (short of overflow in the sum, a point no solver should step to anyway).
+    ok = torch.isfinite(f + g.sum(dim=-1))
     f = torch.where(ok, f, torch.full_like(f, torch.inf))
     g = torch.where(ok[:, None], g, torch.zeros_like(g))
     return f, g

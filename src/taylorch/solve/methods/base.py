@@ -108,7 +108,7 @@ class Solver(abc.ABC):
         """
         if state.g is None:
             return torch.zeros_like(state.flag, dtype=torch.bool)
-        return state.g.abs().amax(dim=-1) <= tol.gtol
+        return torch.linalg.vector_norm(state.g, ord=torch.inf, dim=-1) <= tol.gtol
 
     def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
         """Per-problem status after a step: ``CONVERGED``, ``SMALL_STEP`` or ``RUNNING``."""

@@ -10,6 +10,8 @@ the model positive definite, in float32 too, where rounding can make
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -41,8 +43,10 @@ class BFGSDirection(Direction):
     """``p = -H g`` with the dense inverse-Hessian model ``H`` ``(B, n, n)``.
 
     The update (N&W eq. 6.17) ``H+ = (I - r s y^T) H (I - r y s^T) + r s s^T``,
-    ``r = 1 / <s, y>``; before the first update ``H`` is scaled to
-    ``<s, y> / <y, y> I`` (N&W eq. 6.20). Cost per step: O(n^2) flops.
+    ``r = 1 / <s, y>``, is applied as one rank-2 ``baddbmm``. A problem with no
+    usable pair yet (at the start, or after a reset) steps along ``-g`` and
+    takes ``H = <s, y> / <y, y> I`` (N&W eq. 6.20) as the base of its first
+    update. Cost per step: O(n^2) flops; memory n^2 per problem.
     """
 
     def init(self, objective, x, f, g):
@@ -53,37 +57,33 @@ class BFGSDirection(Direction):
         }
 
     def compute(self, objective, state):
-        return -(state.memory["inv_hessian"] @ state.g[..., None])[..., 0]
+        fresh = state.memory["updates"] == 0
+        hg = (state.memory["inv_hessian"] @ state.g[..., None])[..., 0]
+        return -torch.where(fresh[:, None], state.g, hg)
 
     def initial_step(self, state, p):
         return _first_step(state.memory["updates"], state.g)
 
     def update(self, objective, state, step, memory):
         s, y, sy, usable = _curvature_pairs(state, step)
-        h = memory["inv_hessian"]
-        first = memory["updates"] == 0
-        scale = torch.where(first, sy / (y * y).sum(dim=-1), 1.0)
-        eye = torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
-        h = torch.where(first[:, None, None], eye, h) * scale[:, None, None]
-        # H+ = H + U W^T with U = [s, Hy], W = [(r^2 yHy + r) s - r Hy, -r s]: one rank-2 bmm.
-        r = 1 / sy
+        fresh = memory["updates"] == 0
+        scale = sy / (y * y).sum(dim=-1)
+        eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
+        h = torch.where(fresh[:, None, None], scale[:, None, None] * eye, memory["inv_hessian"])
+        # H+ = H + U W^T with U = [s, Hy], W = [(r^2 yHy + r) s - r Hy, -r s]; r = 0 where
+        # the pair is not usable, which leaves H as it is.
+        r = torch.where(usable, 1 / sy, 0.0)
         hy = (h @ y[..., None])[..., 0]
         c = r * r * (y * hy).sum(dim=-1) + r
         u = torch.stack((s, hy), dim=-1)
         w = torch.stack((c[:, None] * s - r[:, None] * hy, -r[:, None] * s), dim=-2)
-        new_h = torch.baddbmm(h, u, w)
         return {
-            "inv_hessian": torch.where(usable[:, None, None], new_h, memory["inv_hessian"]),
+            "inv_hessian": torch.baddbmm(h, u, w),
             "updates": memory["updates"] + usable.long(),
         }
 
     def reset(self, memory, rows):
-        eye = torch.eye(memory["inv_hessian"].shape[-1], dtype=memory["inv_hessian"].dtype)
-        eye = eye.to(memory["inv_hessian"].device)
-        return {
-            "inv_hessian": torch.where(rows[:, None, None], eye, memory["inv_hessian"]),
-            "updates": torch.where(rows, 0, memory["updates"]),
-        }
+        return {**memory, "updates": torch.where(rows, 0, memory["updates"])}
 
 
 class LBFGSDirection(Direction):
@@ -111,23 +111,36 @@ class LBFGSDirection(Direction):
             "gamma": torch.ones_like(f),
         }
 
+    def _slots(self, memory: dict[str, Tensor]) -> tuple[Callable[[Tensor, int], Tensor], int]:
+        """Access to the ``j``-th newest pair, and how many pairs any problem holds.
+
+        When every problem's ring buffer has the same head (always so for one
+        problem) the slots are views; otherwise each access gathers per row.
+        """
+        head, count = memory["head"], memory["count"]
+        uniform = head.shape[0] == 1 or bool((head == head[0]).all())
+        if uniform:
+            newest = int(head[0])
+            return (lambda buf, j: buf[:, (newest - 1 - j) % self.history]), int(count.max())
+        rows = torch.arange(head.shape[0], device=head.device)
+        return (lambda buf, j: buf[rows, (head - 1 - j) % self.history]), int(count.max())
+
     def compute(self, objective, state):
         mem = state.memory
-        rows = torch.arange(state.x.shape[0], device=state.x.device)
+        take, held = self._slots(mem)
         q = state.g.clone()
         alphas = []
-        for j in range(self.history):
-            idx = (mem["head"] - 1 - j) % self.history
-            valid = j < mem["count"]
-            s, y, rho = mem["s"][rows, idx], mem["y"][rows, idx], mem["rho"][rows, idx]
-            alpha = torch.where(valid, rho * (s * q).sum(dim=-1), 0.0)
-            q = q - alpha[:, None] * y
-            alphas.append((alpha, s, y, rho, valid))
-        r = mem["gamma"][:, None] * q
-        for alpha, s, y, rho, valid in reversed(alphas):
-            beta = rho * (y * r).sum(dim=-1)
-            r = r + torch.where(valid, alpha - beta, 0.0)[:, None] * s
-        return -r
+        for j in range(held):
+            s, y = take(mem["s"], j), take(mem["y"], j)
+            rho = take(mem["rho"], j) * (j < mem["count"])  # 0 for an empty slot
+            alpha = rho * torch.linalg.vecdot(s, q)
+            q.addcmul_(alpha[:, None], y, value=-1)
+            alphas.append((alpha, rho, s, y))
+        r = q.mul_(mem["gamma"][:, None])
+        for alpha, rho, s, y in reversed(alphas):
+            beta = rho * torch.linalg.vecdot(y, r)
+            r.addcmul_((alpha - beta)[:, None], s)
+        return r.neg_()
 
     def initial_step(self, state, p):
         return _first_step(state.memory["count"], state.g)
@@ -135,12 +148,10 @@ class LBFGSDirection(Direction):
     def update(self, objective, state, step, memory):
         s, y, sy, usable = _curvature_pairs(state, step)
         write = usable & objective.active
-        rows = torch.arange(s.shape[0], device=s.device)
-        head = memory["head"]
         # In place, on the rows that are running only (see State).
-        memory["s"][rows, head] = torch.where(write[:, None], s, memory["s"][rows, head])
-        memory["y"][rows, head] = torch.where(write[:, None], y, memory["y"][rows, head])
-        memory["rho"][rows, head] = torch.where(write, 1 / sy, memory["rho"][rows, head])
+        for name, value in (("s", s), ("y", y), ("rho", 1 / sy)):
+            _write_slot(memory[name], value, write, memory["head"])
+        head = memory["head"]
         return {
             **memory,
             "count": torch.clamp(memory["count"] + write.long(), max=self.history),
@@ -154,6 +165,16 @@ class LBFGSDirection(Direction):
             "count": torch.where(rows, 0, memory["count"]),
             "gamma": torch.where(rows, torch.ones_like(memory["gamma"]), memory["gamma"]),
         }
+
+
+def _write_slot(buffer: Tensor, value: Tensor, rows: Tensor, slot: Tensor) -> None:
+    """``buffer[b, slot[b]] = value[b]`` for the ``rows`` that hold, in place."""
+    if slot.shape[0] == 1 or bool((slot == slot[0]).all()):
+        index = (slice(None), int(slot[0]))
+    else:
+        index = (torch.arange(slot.shape[0], device=slot.device), slot)
+    keep = rows if value.ndim == 1 else rows[:, None]
+    buffer[index] = torch.where(keep, value, buffer[index])
 
 
 class BFGS(DescentMethod):
