@@ -31,7 +31,7 @@ class PolyakStep(LineSearch):
     direction. One value and gradient per step; the trial ``t0`` is not used.
 
     Args:
-        f_star: the optimal value (or a lower bound), a number or a ``(B,)``
+        f_star: the optimal value, a number or a ``(B,)``
             tensor with one value per problem of a batch.
         scale: multiplies the step, in (0, 2) (Polyak's relaxation; 1 is the
             classical step).

@@ -20,10 +20,9 @@ import torch
 from torch import Tensor
 
 from taylorch.solve.line_search import Armijo, LineSearch
-from taylorch.solve.methods.base import State, Tolerances
+from taylorch.solve.methods.base import State
 from taylorch.solve.methods.descent import DescentMethod, Direction
 from taylorch.solve.polyak import PolyakStep
-from taylorch.solve.result import Status
 
 __all__ = ["GD", "Polyak", "SteepestDescent"]
 
@@ -92,10 +91,12 @@ class GD(DescentMethod):
 class Polyak(DescentMethod):
     """Gradient descent with the Polyak step ``t = (f - f*) / |g|^2`` ("polyak").
 
-    Needs the optimal value ``f_star``. Stops a problem as converged when its
-    gradient is within ``gtol`` or it has reached ``f <= f_star``. Works for
-    convex functions that are not smooth too (a subgradient is what autograd
-    returns there), where ``f`` need not decrease at every step.
+    Needs the optimal value ``f_star``; with a mere lower bound the steps are
+    too long and the iterates settle in a neighbourhood of the minimizers
+    only. Works for convex functions that are not smooth too (a subgradient
+    is what autograd returns there), where ``f`` need not decrease at every
+    step. Once ``f <= f_star`` (to rounding) no step is taken, and a problem
+    not yet within ``gtol`` stops with ``NO_PROGRESS``.
 
     Cost per iteration: one value and gradient; memory O(n) per problem.
 
@@ -113,10 +114,4 @@ class Polyak(DescentMethod):
                 "the Polyak step needs f_star=, the optimal value of the objective "
                 "(a number, or a (B,) tensor for a batch)"
             )
-        self.step_rule = PolyakStep(f_star, scale=scale)
-        super().__init__(SteepestDescent("previous"), self.step_rule)
-
-    def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
-        status = super().converged(old, new, tol)
-        reached = (self.step_rule.gap(new.f) <= 0) & (status == Status.RUNNING)
-        return torch.where(reached, torch.full_like(status, Status.CONVERGED), status)
+        super().__init__(SteepestDescent("previous"), PolyakStep(f_star, scale=scale))

@@ -37,9 +37,12 @@ class NelderMead(Solver):
 
     Stops a problem when its simplex is small in both senses:
     ``max_i |x_i - x_1|_inf <= xtol (1 + |x_1|_inf)`` and
-    ``max_i |f_i - f_1| <= ftol (1 + |f_1|)`` (defaults: ``xtol = 1e-8``,
-    ``ftol = 1e-12`` in float64; ``1e-4`` and ``1e-6`` in float32). ``gtol`` is
-    not used. The iterate reported each iteration is the best vertex.
+    ``max_i |f_i - f_1| <= ftol (1 + |f_1|)`` (defaults: ``xtol = 1e-6``,
+    ``ftol = 1e-10`` in float64, below which the vertices' values differ by
+    little more than rounding; ``1e-4`` and ``1e-6`` in float32). ``gtol`` is
+    not used. A simplex that has shrunk that far while some of its values are
+    not finite stops with ``NONFINITE``. The iterate reported each iteration is
+    the best vertex.
 
     Args:
         adaptive: use the dimension-dependent coefficients of Gao & Han,
@@ -77,7 +80,7 @@ class NelderMead(Solver):
 
     def default_tolerances(self, dtype: torch.dtype) -> Tolerances:
         if dtype == torch.float64:
-            return Tolerances(gtol=0.0, xtol=1e-8, ftol=1e-12)
+            return Tolerances(gtol=0.0, xtol=1e-6, ftol=1e-10)
         return Tolerances(gtol=0.0, xtol=1e-4, ftol=1e-6)
 
     def init(self, objective: Objective, x0: Tensor) -> State:
@@ -153,11 +156,13 @@ class NelderMead(Solver):
         simplex, values = new.memory["simplex"], new.memory["values"]
         diameter = (simplex[:, 1:] - simplex[:, :1]).abs().flatten(1).amax(dim=1)
         spread = (values[:, 1:] - values[:, :1]).abs().amax(dim=1)
-        small = (diameter <= tol.xtol * (1 + new.x.abs().amax(dim=-1))) & (
-            spread <= tol.ftol * (1 + new.f.abs())
-        )
-        running = torch.full_like(new.flag, Status.RUNNING)
-        return torch.where(small, torch.full_like(running, Status.SMALL_STEP), running)
+        tiny = diameter <= tol.xtol * (1 + new.x.abs().amax(dim=-1))
+        status = torch.full_like(new.flag, Status.RUNNING)
+        small = tiny & (spread <= tol.ftol * (1 + new.f.abs()))
+        status = torch.where(small, torch.full_like(status, Status.SMALL_STEP), status)
+        # Shrunk onto the best vertex with non-finite values all around it.
+        walled = tiny & ~torch.isfinite(spread)
+        return torch.where(walled, torch.full_like(status, Status.NONFINITE), status)
 
 
 def _sort(simplex: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
