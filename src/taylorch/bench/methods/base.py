@@ -1,0 +1,168 @@
+"""Method adapters: one small object per (library, algorithm), registered by name.
+
+Every adapter turns a counted problem function into the call its library
+expects and back into an :class:`Outcome`. Names are ``"library:algorithm"``
+(``"taylorch:bfgs"``, ``"scipy:l-bfgs-b"``, ``"optimistix:lm"``). An adapter
+whose library is not installed stays registered and says so through
+:meth:`Method.unavailable`, so a missing peer is reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from torch import Tensor
+
+from taylorch.bench.counting import CountedFunction
+from taylorch.bench.problems.base import Problem
+
+__all__ = [
+    "LIBRARIES",
+    "METHODS",
+    "Method",
+    "Outcome",
+    "Settings",
+    "library_missing",
+    "match",
+    "register",
+    "select",
+]
+
+Kind = Literal["minimize", "least_squares"]
+T = TypeVar("T")
+
+LIBRARIES: dict[str, tuple[str, str]] = {
+    "taylorch": ("taylorch", "taylorch"),
+    "scipy": ("scipy", "scipy"),
+    "torchmin": ("torchmin", "pytorch-minimize"),
+    "optimistix": ("optimistix", "optimistix (and jax)"),
+    "lmfit": ("lmfit", "lmfit"),
+    "torch.optim": ("torch", "torch"),
+    "heavyball": ("heavyball", "heavyball"),
+    "pytorch_optimizer": ("pytorch_optimizer", "pytorch-optimizer"),
+}
+"""Library name -> (module to import, package to install)."""
+
+
+def library_missing(library: str) -> str | None:
+    """``None`` if ``library`` can be imported, else a message naming the package to install."""
+    module, package = LIBRARIES[library]
+    if importlib.util.find_spec(module) is None:
+        return f"{library} is not installed (pip install {package})"
+    if library == "optimistix" and importlib.util.find_spec("jax") is None:
+        return "optimistix needs jax, which is not installed (pip install jax)"
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every method is asked for: the same tolerance and budget for all.
+
+    Args:
+        gtol: gradient tolerance handed to methods that take one (mapped to each
+            library's own option).
+        max_evals: evaluations per problem; the harness stops a run past
+            ``1.1 * max_evals + 10`` even if the method ignores its own limit.
+        max_time: seconds per run, enforced the same way.
+    """
+
+    gtol: float = 1e-8
+    max_evals: int = 2000
+    max_time: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not self.gtol > 0:
+            raise ValueError(f"gtol must be > 0, got {self.gtol}")
+        if not (isinstance(self.max_evals, int) and self.max_evals >= 1):
+            raise ValueError(f"max_evals must be a positive integer, got {self.max_evals!r}")
+        if not self.max_time > 0:
+            raise ValueError(f"max_time must be > 0 seconds, got {self.max_time}")
+
+
+@dataclass
+class Outcome:
+    """What a method returned: its point, its own verdict, and its message."""
+
+    x: Tensor
+    success: bool | None = None
+    message: str = ""
+
+
+class Method(ABC):
+    """An optimization method from some library, as the harness runs it.
+
+    Subclasses set ``library``, ``algorithm`` and ``kind`` (``"minimize"``: it
+    gets the scalar ``fun``; ``"least_squares"``: it gets the residual) and
+    implement :meth:`solve`. ``batched = True`` means the method takes a
+    ``(B, n)`` start with a ``(B, n) -> (B,)`` function in one call; other
+    methods get the problems of a batch one at a time.
+    """
+
+    library: str
+    algorithm: str
+    kind: Kind = "minimize"
+    batched: bool = False
+    label: str | None = None  # the name after "library:", when not the algorithm's
+
+    @property
+    def name(self) -> str:
+        return f"{self.library}:{self.label or self.algorithm}"
+
+    def unavailable(self) -> str | None:
+        """Why this method cannot run here (its library is missing), or ``None``."""
+        return library_missing(self.library)
+
+    def unsupported(self, problem: Problem) -> str | None:
+        """Why this method cannot take ``problem``, or ``None``."""
+        if self.kind == "least_squares" and problem.residual is None:
+            return f"{self.name} needs a residual; {problem.name} gives only fun"
+        return None
+
+    @abstractmethod
+    def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
+        """Minimize ``fun`` (or the sum of squares of the residual ``fun``) from ``x0``."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+METHODS: dict[str, Method] = {}
+"""Every registered method by name."""
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (a later registration under a name replaces it)."""
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a Method, got {type(method).__name__}")
+    METHODS[method.name] = method
+    return method
+
+
+def match(patterns: list[str] | str, registry: dict[str, T], what: str = "method") -> list[T]:
+    """Entries of ``registry`` matching comma-separated names or shell patterns, in order.
+
+    ``"taylorch:*"`` and ``"*:bfgs"`` are patterns; a bare algorithm name
+    (``"bfgs"``) matches it in every library.
+    """
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    chosen: list[T] = []
+    for raw in patterns:
+        pattern = raw.strip()
+        if ":" not in pattern and not any(c in pattern for c in "*?["):
+            pattern = f"*:{pattern}"
+        hits = [m for name, m in registry.items() if fnmatch.fnmatch(name, pattern)]
+        if not hits:
+            known = ", ".join(sorted(registry))
+            raise ValueError(f"methods: {raw!r} matches no {what}; known: {known}")
+        chosen += [m for m in hits if m not in chosen]
+    return chosen
+
+
+def select(patterns: list[str] | str) -> list[Method]:
+    """Registered solver methods matching ``patterns`` (see :func:`match`)."""
+    return match(patterns, METHODS)

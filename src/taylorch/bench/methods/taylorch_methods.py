@@ -1,0 +1,95 @@
+"""taylorch's own solvers as benchmark methods, found in its registries at run time.
+
+Every name in ``taylorch.solve.METHODS`` becomes ``taylorch:<name>`` (a
+minimizer of ``fun``); every least-squares method becomes ``taylorch:<name>``
+with ``kind="least_squares"`` once ``taylorch.least_squares`` exists. Both run
+a whole batch in one call.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from taylorch.bench.counting import CountedFunction
+from taylorch.bench.methods.base import Method, Outcome, Settings, register
+
+__all__ = ["TaylorchLeastSquares", "TaylorchMinimize", "register_taylorch_methods"]
+
+
+def _outcome(res, batched: bool) -> Outcome:
+    if not batched:
+        return Outcome(res.x, bool(res.success), str(res.message))
+    success = torch.as_tensor(res.success)
+    messages = res.message if isinstance(res.message, (list, tuple)) else [res.message]
+    summary = "; ".join(sorted({str(m) for m in messages}))
+    return Outcome(res.x, bool(success.all()), summary)
+
+
+class TaylorchMinimize(Method):
+    library = "taylorch"
+    batched = True
+
+    def __init__(self, algorithm: str):
+        self.algorithm = algorithm
+
+    def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
+        import taylorch
+
+        res = taylorch.minimize(
+            fun,
+            x0,
+            method=self.algorithm,
+            batched=x0.ndim == 2,
+            gtol=settings.gtol,
+            max_fev=settings.max_evals,
+            max_time=settings.max_time,
+        )
+        return _outcome(res, x0.ndim == 2)
+
+
+class TaylorchLeastSquares(TaylorchMinimize):
+    kind = "least_squares"
+
+    def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
+        import taylorch
+
+        res = taylorch.least_squares(
+            fun,
+            x0,
+            method=self.algorithm,
+            batched=x0.ndim == 2,
+            gtol=settings.gtol,
+            max_fev=settings.max_evals,
+            max_time=settings.max_time,
+        )
+        return _outcome(res, x0.ndim == 2)
+
+
+def _least_squares_names() -> list[str]:
+    import taylorch.solve as solve
+
+    if not hasattr(solve, "least_squares"):
+        return []
+    for attr in ("LEAST_SQUARES_METHODS", "LSQ_METHODS"):
+        registry = getattr(solve, attr, None)
+        if registry:
+            return list(registry)
+    return ["lm", "gn", "dogleg", "trf"]
+
+
+def register_taylorch_methods() -> None:
+    """Register every taylorch method present in this installation.
+
+    A least-squares method whose name a minimizer already has (``dogleg``) is
+    registered as ``<name>-lsq``.
+    """
+    from taylorch.solve import METHODS as SOLVERS
+
+    for name in SOLVERS:
+        register(TaylorchMinimize(name))
+    for name in _least_squares_names():
+        method = TaylorchLeastSquares(name)
+        if name in SOLVERS:
+            method.label = f"{name}-lsq"
+        register(method)

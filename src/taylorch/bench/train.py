@@ -1,0 +1,198 @@
+"""Run training optimizers on the training tasks, each with a small learning-rate sweep.
+
+For each (task, optimizer) and each learning rate of its sweep::
+
+    setup = task.build(seed)            # same weights, same batches for everyone
+    repeat steps times:
+        loss = optimizer.step(closure)  # closure: zero_grad, forward, backward if grad enabled
+        every few steps: evaluation loss (clock paused) -> trace (step, seconds, loss)
+
+The run with the lowest final evaluation loss is kept (its learning rate and
+the whole sweep go into the record's tags). A learning rate whose run crashes
+or diverges to a non-finite loss is a failed point of the sweep; if every
+point fails, the record is "failed" with the messages. Forward passes and
+backward passes are counted in the closure, so zeroth-order methods (forward
+only) and line searches (extra forwards) show their real cost.
+
+Scoring: the reference is the lowest final loss over optimizers; a run is
+"solved" when it achieves 90% of the best decrease from the initial loss
+(``tau = 0.1``), and its cost is the first step (and time) at which it did.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from taylorch.bench.methods.optimizers import TrainingMethod
+from taylorch.bench.problems.training import TrainingTask
+from taylorch.bench.records import RunRecord
+from taylorch.bench.runner import Observer
+
+__all__ = ["TRAINING_TAU", "run_training", "train_once"]
+
+TRAINING_TAU = 0.1
+
+
+@dataclass
+class TrainRun:
+    """One learning rate's run: final loss, counts and trace, or the error that stopped it."""
+
+    lr: float
+    loss: float = math.nan
+    loss0: float = math.nan
+    nfev: int = 0
+    ngev: int = 0
+    time: float = 0.0
+    error: str | None = None
+    trace: dict[str, list[float]] = field(default_factory=dict)
+
+
+def train_once(
+    task: TrainingTask,
+    method: TrainingMethod,
+    lr: float,
+    *,
+    steps: int,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    max_time: float = math.inf,
+) -> TrainRun:
+    """Train ``task``'s model with ``method`` at ``lr`` for ``steps`` steps."""
+    setup = task.build(seed, dtype, torch.device(device))
+    run = TrainRun(lr=lr, loss0=setup.eval_loss())
+    every = max(1, steps // 30)
+    trace = {"steps": [0.0], "time": [0.0], "f": [run.loss0]}
+    counts = {"forward": 0, "backward": 0}
+    batch: tuple = ()
+
+    def closure():
+        for opt in optimizers:
+            opt.zero_grad()
+        loss = setup.loss(setup.model, batch)
+        counts["forward"] += 1
+        if torch.is_grad_enabled():
+            loss.backward()
+            counts["backward"] += 1
+        return loss
+
+    elapsed = 0.0
+    try:
+        torch.manual_seed(seed)
+        optimizers = method.make(setup.model, lr)
+        for step in range(1, steps + 1):
+            t0 = time.perf_counter()
+            batch = setup.next_batch()
+            if len(optimizers) == 1:
+                loss = optimizers[0].step(closure)
+            else:  # one gradient shared by optimizers that split the parameters
+                loss = closure()
+                for opt in optimizers:
+                    opt.step()
+            elapsed += time.perf_counter() - t0
+            if loss is not None and not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"non-finite training loss at step {step}")
+            if step % every == 0 or step == steps:
+                trace["steps"].append(float(step))
+                trace["time"].append(elapsed)
+                trace["f"].append(setup.eval_loss())
+            if elapsed > max_time:
+                break
+        run.loss = trace["f"][-1]
+        if not math.isfinite(run.loss):
+            raise FloatingPointError("non-finite evaluation loss")
+    except Exception as exc:  # a crash or divergence is one failed point of the sweep
+        run.error = f"{type(exc).__name__}: {exc}"
+        run.loss = math.nan
+    run.nfev, run.ngev, run.time, run.trace = counts["forward"], counts["backward"], elapsed, trace
+    return run
+
+
+def run_training(
+    tasks: Sequence[TrainingTask],
+    methods: Sequence[TrainingMethod],
+    *,
+    steps: int | None = None,
+    sweep: bool = True,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    max_time: float = math.inf,
+    suite: str = "training",
+    observer: Observer | None = None,
+) -> list[RunRecord]:
+    """Every method on every task (best of its learning-rate sweep), scored per task.
+
+    ``steps`` overrides each task's step count; ``sweep=False`` tries only the
+    first learning rate of each method (the quick mode).
+    """
+    observer = observer or Observer()
+    observer.start(len(tasks) * len(methods), suite)
+    records: list[RunRecord] = []
+    for task in tasks:
+        task_records = []
+        for method in methods:
+            observer.begin(task.name, method.name)
+            base = {"problem": task.name, "method": method.name, "library": method.library,
+                    "suite": suite, "tags": {"description": task.description}}  # fmt: skip
+            reason = task.unavailable() or method.unavailable()
+            if reason:
+                status = "unsupported" if task.unavailable() else "unavailable"
+                task_records.append(RunRecord(status=status, message=reason, **base))
+                observer.done()
+                continue
+            n_steps = steps or task.steps
+            lrs = method.lrs if sweep else method.lrs[:1]
+            runs = [
+                train_once(task, method, lr, steps=n_steps, seed=seed, dtype=dtype,
+                           device=device, max_time=max_time)
+                for lr in lrs
+            ]  # fmt: skip
+            task_records.append(_record(runs, base, n_steps, seed, dtype, device))
+            observer.done()
+        _score_training(task_records)
+        observer.scored(task_records)
+        records += task_records
+    observer.finish()
+    return records
+
+
+def _record(runs: list[TrainRun], base: dict, steps: int, seed, dtype, device) -> RunRecord:
+    ok = [r for r in runs if r.error is None]
+    best = min(ok, key=lambda r: r.loss) if ok else runs[0]
+    sweep = {f"{r.lr:g}": (r.loss if r.error is None else r.error) for r in runs}
+    base["tags"] = {**base["tags"], "lr": best.lr, "sweep": sweep}
+    settings = {"steps": steps, "seed": seed, "device": str(device),
+                "dtype": str(dtype).removeprefix("torch.")}  # fmt: skip
+    return RunRecord(
+        status="failed" if not ok else "unsolved",
+        message="; ".join(f"lr={r.lr:g}: {r.error}" for r in runs if r.error),
+        f=best.loss,
+        f0=best.loss0,
+        nfev=best.nfev,
+        ngev=best.ngev,
+        calls=best.nfev,
+        time=best.time,
+        n=0,
+        settings=settings,
+        trace=best.trace,
+        **base,
+    )
+
+
+def _score_training(records: list[RunRecord]) -> None:
+    finals = [r.f for r in records if r.status == "unsolved" and math.isfinite(r.f)]
+    if not finals:
+        return
+    f_ref = min(finals)
+    for r in records:
+        if r.status != "unsolved":
+            continue
+        r.f_ref = f_ref
+        if r.f - f_ref <= TRAINING_TAU * max(r.f0 - f_ref, 0.0):
+            r.status = "solved"
