@@ -201,11 +201,12 @@ def ortho_table(rows: list[dict[str, Any]]) -> Table:
             "method (steps)",
             "time",
             "vs SVD",
-            "||Q^T Q - I||_2",
-            "dist. to U V^T",
+            "orth. error",
+            "dist. to polar",
             "sigma(Q) range",
         ],
-        note="dist. = ||Q - U V^T||_F / ||U V^T||_F, in float64 against the float64 SVD; a square Gaussian matrix has "
+        note="orth. error = ||Q^T Q - I||_2 (Q Q^T if wide); dist. to polar = "
+        "||Q - U V^T||_F / ||U V^T||_F against the float64 SVD; a square Gaussian matrix has "
         "singular values near 0, which no few-step polynomial lifts to 1",
     )
     for r in rows:
