@@ -133,12 +133,12 @@ class LBFGSDirection(Direction):
         for j in range(held):
             s, y = take(mem["s"], j), take(mem["y"], j)
             rho = take(mem["rho"], j) * (j < mem["count"])  # 0 for an empty slot
-            alpha = rho * torch.linalg.vecdot(s, q)
+            alpha = rho * _dot(s, q)
             q.addcmul_(alpha[:, None], y, value=-1)
             alphas.append((alpha, rho, s, y))
         r = q.mul_(mem["gamma"][:, None])
         for alpha, rho, s, y in reversed(alphas):
-            beta = rho * torch.linalg.vecdot(y, r)
+            beta = rho * _dot(y, r)
             r.addcmul_((alpha - beta)[:, None], s)
         return r.neg_()
 
@@ -165,6 +165,12 @@ class LBFGSDirection(Direction):
             "count": torch.where(rows, 0, memory["count"]),
             "gamma": torch.where(rows, torch.ones_like(memory["gamma"]), memory["gamma"]),
         }
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot product ``(B, n), (B, n) -> (B,)`` (einsum: no temporary, and on CPU
+    several times faster than ``torch.linalg.vecdot`` at large ``n``)."""
+    return torch.einsum("bi,bi->b", a, b)
 
 
 def _write_slot(buffer: Tensor, value: Tensor, rows: Tensor, slot: Tensor) -> None:
