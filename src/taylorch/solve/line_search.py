@@ -124,9 +124,11 @@ class Armijo(LineSearch):
         for _ in range(self.max_trials):
             xt = x + t[:, None] * p
             ft, gt = _evaluate(objective, xt, pending, self.needs_gradient)
-            accept = pending & (ft <= f + self.c1 * t * slope)
+            # A trial too short to change x is no step, and shorter ones will not be either.
+            moved = (xt != x).any(dim=-1)
+            accept = pending & moved & (ft <= f + self.c1 * t * slope)
             _take(out, accept, t, xt, ft, gt)
-            pending &= ~accept
+            pending &= ~accept & moved
             if not bool(pending.any()):
                 break
             t = torch.where(pending, _backtrack(t, f, slope, ft), t)
