@@ -115,6 +115,11 @@ class CountedFunction:
 
     def start(self) -> None:
         self.t0 = time.perf_counter()
+        self.t1: float | None = None
+
+    def stop(self) -> None:
+        """Freeze the clock: :meth:`elapsed` reports the run's duration from now on."""
+        self.t1 = time.perf_counter()
 
     @property
     def nfev(self) -> float:
@@ -122,7 +127,7 @@ class CountedFunction:
         return self.rows / self.batch_size
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+        return (self.t1 if self.t1 is not None else time.perf_counter()) - self.t0
 
     def __call__(self, x: Tensor, *args) -> Tensor:
         if self.nfev >= self.max_evals:

@@ -30,7 +30,10 @@ class RunRecord:
     ``nfev`` and ``ngev`` are counted by the harness (evaluations of the
     function and backward passes through it, per problem); ``time`` is wall
     seconds; ``f`` is the objective at the returned point (for a batch, the mean
-    over problems); ``trace`` is the best-so-far history.
+    over problems); ``trace`` is the best-so-far history (``evals``, ``time``,
+    ``f``; training traces have ``steps`` instead of ``evals``). A solved run's
+    cost is ``time_to_solve`` / ``evals_to_solve``: the whole run for a solver,
+    the first point of the trace that reached the target for training.
     """
 
     problem: str
@@ -38,6 +41,7 @@ class RunRecord:
     library: str
     suite: str
     status: str
+    kind: str = "solve"  # "solve" (a solver on a problem) or "train" (an optimizer on a task)
     message: str = ""
     f: float = math.nan
     f_ref: float | None = None
@@ -48,6 +52,8 @@ class RunRecord:
     time: float = 0.0
     n: int = 0
     batch_size: int = 1
+    time_to_solve: float | None = None
+    evals_to_solve: float | None = None
     solved_fraction: float | None = None
     accuracy: float | None = None
     method_success: bool | None = None
@@ -95,8 +101,12 @@ def _json_safe(value: Any) -> Any:
 
 
 def _from_json(value: Any) -> Any:
-    if value in ("inf", "-inf", "nan"):
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
         return float(value)
+    if isinstance(value, dict):
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
     return value
 
 

@@ -89,11 +89,13 @@ def _solve_counted(
         max_time=1.1 * settings.max_time + 1,
     )
     try:
-        return method.solve(counted, x0, settings), counted, None, False
+        outcome, error, budget = method.solve(counted, x0, settings), None, False
     except BudgetExceeded as exc:
-        return None, counted, str(exc), True
+        outcome, error, budget = None, str(exc), True
     except Exception as exc:  # a crashing method is a recorded failure, never the end
-        return None, counted, f"{type(exc).__name__}: {exc}", False
+        outcome, error, budget = None, f"{type(exc).__name__}: {exc}", False
+    counted.stop()
+    return outcome, counted, error, budget
 
 
 def run_method(
@@ -222,6 +224,7 @@ def score(states: Sequence[RunState], problem: Problem) -> None:
             rec.solved_fraction = float(solved_rows.double().mean())
         if bool(solved_rows.all()):
             rec.status = "solved"
+            rec.time_to_solve, rec.evals_to_solve = rec.time, rec.evals
         elif s.failed:
             rec.status = "failed"
         elif s.budget_hit:
@@ -246,6 +249,9 @@ def run_problems(
     methods = _resolve(methods)
     observer = observer or Observer()
     settings = settings or Settings()
+    for method in methods:
+        if not method.unavailable():
+            method.prepare()
     observer.start(len(problems) * len(methods), suite)
     records: list[RunRecord] = []
     for problem in problems:

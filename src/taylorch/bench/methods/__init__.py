@@ -19,6 +19,7 @@ from taylorch.bench.methods.base import (
     Outcome,
     Settings,
     library_missing,
+    match,
     register,
     select,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Outcome",
     "Settings",
     "library_missing",
+    "match",
     "register",
     "select",
 ]

@@ -107,6 +107,7 @@ class Method(ABC):
     kind: Kind = "minimize"
     batched: bool = False
     label: str | None = None  # the name after "library:", when not the algorithm's
+    modules: tuple[str, ...] = ()  # imported by prepare(), before any run is timed
 
     @property
     def name(self) -> str:
@@ -115,6 +116,11 @@ class Method(ABC):
     def unavailable(self) -> str | None:
         """Why this method cannot run here (its library is missing), or ``None``."""
         return library_missing(self.library)
+
+    def prepare(self) -> None:
+        """Import what :meth:`solve` needs, so no run's time includes a first import."""
+        for module in self.modules:
+            importlib.import_module(module)
 
     def unsupported(self, problem: Problem) -> str | None:
         """Why this method cannot take ``problem``, or ``None``."""

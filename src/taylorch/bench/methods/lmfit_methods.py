@@ -19,6 +19,7 @@ __all__ = ["LmfitLeastSquares"]
 
 class LmfitLeastSquares(Method):
     library = "lmfit"
+    modules = ("lmfit",)
     kind = "least_squares"
 
     def __init__(self, algorithm: str):

@@ -65,6 +65,7 @@ def _bridge(oracle: NumpyOracle, n: int, m: int | None):
 
 class OptimistixMethod(Method):
     library = "optimistix"
+    modules = ("jax", "optimistix")
 
     def __init__(self, algorithm: str):
         self.algorithm = algorithm

@@ -28,6 +28,7 @@ class ScipyMinimize(Method):
     """
 
     library = "scipy"
+    modules = ("scipy.optimize",)
 
     def __init__(self, algorithm: str, uses: Uses, gtol_option: str | None = "gtol"):
         self.algorithm = algorithm.lower()
@@ -63,6 +64,7 @@ class ScipyLeastSquares(Method):
     """``scipy.optimize.least_squares(method=...)`` with the exact torch Jacobian."""
 
     library = "scipy"
+    modules = ("scipy.optimize",)
     kind = "least_squares"
 
     def __init__(self, algorithm: str):

@@ -18,6 +18,7 @@ class TorchminMinimize(Method):
     """``torchmin.minimize(fun, x0, method=...)`` (pytorch-minimize)."""
 
     library = "torchmin"
+    modules = ("torchmin",)
 
     def __init__(self, algorithm: str):
         self.algorithm = algorithm
