@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,16 @@ import torch
 
 __all__ = [
     "Table",
+    "Timing",
     "environment",
     "fmt_ratio",
     "fmt_seconds",
+    "measure",
+    "measure_steady",
     "resolve_methods",
     "set_threads",
     "split_names",
     "time_call",
-    "time_steady",
     "write_json",
 ]
 
@@ -78,16 +81,39 @@ def time_call(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def time_steady(fn: Callable[[], Any], repeat: int) -> tuple[float, list[float], Any]:
-    """Median wall time of ``repeat`` further calls of ``fn`` (already warmed up).
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock and CPU seconds (this process, all threads) of one piece of work.
 
-    Returns ``(median, all times, last output)``.
+    On a shared, loaded machine the wall time of single-threaded work includes
+    the time other processes held the core; its CPU time does not, so ratios
+    of CPU times are the steadier comparison there.
     """
-    times, out = [], None
+
+    wall: float
+    cpu: float
+
+
+def measure(fn: Callable[[], Any]) -> tuple[Timing, Any]:
+    """``(Timing, fn())`` for one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu), out
+
+
+def measure_steady(fn: Callable[[], Any], repeat: int) -> tuple[Timing, list[Timing], Any]:
+    """Median wall and median CPU time of ``repeat`` further calls of ``fn`` (warmed up).
+
+    Returns ``(medians, every timing, last output)``.
+    """
+    timings, out = [], None
     for _ in range(max(1, repeat)):
-        seconds, out = time_call(fn)
-        times.append(seconds)
-    return statistics.median(times), times, out
+        timing, out = measure(fn)
+        timings.append(timing)
+    median = Timing(
+        statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings)
+    )
+    return median, timings, out
 
 
 def fmt_seconds(seconds: float | None) -> str:

@@ -33,13 +33,14 @@ import torch
 from _common import (
     NOT_AVAILABLE,
     Table,
+    Timing,
     fmt_ratio,
     fmt_seconds,
+    measure,
+    measure_steady,
     resolve_methods,
     set_threads,
     split_names,
-    time_call,
-    time_steady,
     write_json,
 )
 
@@ -156,16 +157,20 @@ def optimistix_run(x0: np.ndarray, repeat: int) -> dict[str, Any]:
         return sol.value, sol.stats["num_steps"]
 
     y0 = jnp.asarray(x0)
-    first, _ = time_call(lambda: jax.block_until_ready(solve(y0)))
-    steady, times, (y, steps) = time_steady(lambda: jax.block_until_ready(solve(y0)), repeat)
+    first, _ = measure(lambda: jax.block_until_ready(solve(y0)))
+    steady, times, (y, steps) = measure_steady(lambda: jax.block_until_ready(solve(y0)), repeat)
     f = np.asarray(jax.vmap(rosen, in_axes=(0, None))(y, None))
     return {
-        "first_s": first,
-        "steady_s": steady,
-        "steady_all_s": times,
+        **_times("first", first),
+        **_times("steady", steady),
+        "steady_all_s": [t.wall for t in times],
         "f": f,
         "nit_max": int(np.asarray(steps).max()),
     }
+
+
+def _times(name: str, timing: Timing, scale: float = 1.0) -> dict[str, float]:
+    return {f"{name}_s": timing.wall * scale, f"{name}_cpu_s": timing.cpu * scale}
 
 
 # ------------------------------------------------------------------ first calls in a fresh process
@@ -201,8 +206,8 @@ def child(args: argparse.Namespace) -> None:
         out = optimistix_run(x0, args.repeat)
         out["f"] = out["f"].tolist()
     else:
-        seconds, _ = time_call(lambda: taylorch_solve(args.child, x0))
-        out = {"first_s": seconds}
+        timing, _ = measure(lambda: taylorch_solve(args.child, x0))
+        out = _times("first", timing)
     print(json.dumps(out))
 
 
@@ -229,13 +234,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for method in methods:
         first = first_call_in_subprocess(args, method)
         taylorch_solve(method, x0)  # warm this process
-        steady, times, out = time_steady(lambda m=method: taylorch_solve(m, x0), args.repeat)
+        steady, times, out = measure_steady(lambda m=method: taylorch_solve(m, x0), args.repeat)
         record(
             f"taylorch {method}",
             "taylorch",
-            first_s=first.get("first_s"),
-            steady_s=steady,
-            steady_all_s=times,
+            **first,
+            **_times("steady", steady),
+            steady_all_s=[t.wall for t in times],
             **out,
         )
     for method in missing:
@@ -243,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     for method in args.scipy_methods:
         sub = x0[: args.scipy_subset]
-        seconds, out = time_call(lambda m=method, s=sub: scipy_loop(m, s))
+        seconds, out = measure(lambda m=method, s=sub: scipy_loop(m, s))
         record(f"scipy {method} loop", "scipy", **_scaled(seconds, len(sub), args.batch), **out)
 
     for method in args.torchmin_methods:
@@ -253,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             record(f"torchmin {method} loop", "torchmin", status=NOT_AVAILABLE)
             continue
         sub = x0[: args.torchmin_subset]
-        seconds, out = time_call(lambda m=method, s=sub: torchmin_loop(m, s))
+        seconds, out = measure(lambda m=method, s=sub: torchmin_loop(m, s))
         record(
             f"torchmin {method} loop", "torchmin", **_scaled(seconds, len(sub), args.batch), **out
         )
@@ -275,17 +280,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "optimistix_tol": OPTX_TOL,
         "repeat": args.repeat,
         "threads": args.threads,
+        "clock": args.clock,
         "records": records,
     }
 
 
-def _scaled(seconds: float, timed: int, batch: int) -> dict[str, Any]:
-    """A loop's time, extrapolated linearly to ``batch`` problems when a subset was timed."""
+def _scaled(timing: Timing, timed: int, batch: int) -> dict[str, Any]:
+    """A loop's time, extrapolated linearly to ``batch`` problems when a subset was timed.
+
+    A loop has no separate first call: the same time stands for both.
+    """
     return {
-        "first_s": seconds * batch / timed,
-        "steady_s": seconds * batch / timed,
+        **_times("first", timing, batch / timed),
+        **_times("steady", timing, batch / timed),
         "timed_problems": timed,
-        "timed_s": seconds,
+        "timed_s": timing.wall,
         "extrapolated": timed < batch,
     }
 
@@ -295,13 +304,14 @@ def tables(result: dict[str, Any]) -> list[Table]:
     batch = result["batch"]
     main = Table(
         f"minimize, batched: {batch} x {result['dim']}-d Rosenbrock, float64",
-        ["solver", "first call", "steady", "solved", "evals/problem", "note"],
-        note="Loops over a subset are extrapolated linearly to all problems (marked *). "
-        "evals/problem: mean function evaluations per problem.",
-    )
+        ["solver", "first call", "first (CPU)", "steady", "steady (CPU)", "solved",
+         "evals/problem", "note"],
+        note="Wall-clock and CPU seconds. Loops over a subset are extrapolated linearly to all "
+        "problems (marked *). evals/problem: mean function evaluations per problem.",
+    )  # fmt: skip
     for r in records:
         if r.get("status") == NOT_AVAILABLE:
-            main.add(r["solver"], "-", "-", "-", "-", NOT_AVAILABLE)
+            main.add(r["solver"], *["-"] * 6, NOT_AVAILABLE)
             continue
         star = "*" if r.get("extrapolated") else ""
         note = f"{r['timed_problems']} timed{star}" if "timed_problems" in r else ""
@@ -309,7 +319,9 @@ def tables(result: dict[str, Any]) -> list[Table]:
         main.add(
             r["solver"],
             fmt_seconds(r.get("first_s")) + star,
+            fmt_seconds(r.get("first_cpu_s")) + star,
             fmt_seconds(r.get("steady_s")) + star,
+            fmt_seconds(r.get("steady_cpu_s")) + star,
             f"{r['solved']}/{r['problems']}",
             evals,
             note,
@@ -319,8 +331,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
     scipy = next((r for n, r in peers.items() if n.startswith("scipy") and "BFGS" in n), None)
     tmin = next((r for n, r in peers.items() if n.startswith("torchmin bfgs")), None)
     optx = peers.get("optimistix bfgs vmap+jit")
+    clock = "_cpu_s" if result["clock"] == "cpu" else "_s"
     ratios = Table(
-        "taylorch vs peers (speed-up = peer time / taylorch time; > 1 means taylorch is faster)",
+        f"taylorch vs peers, {result['clock']} time (speed-up = peer time / taylorch time; "
+        "> 1 means taylorch is faster)",
         [
             "taylorch",
             "vs scipy BFGS loop",
@@ -337,10 +351,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
         if r["peer"] != "taylorch" or "steady_s" not in r:
             continue
         up = {
-            "scipy": _speedup(scipy, r, "steady_s"),
-            "torchmin": _speedup(tmin, r, "steady_s"),
-            "first": _speedup(optx, r, "first_s"),
-            "steady": _speedup(optx, r, "steady_s"),
+            "scipy": _speedup(scipy, r, "steady" + clock),
+            "torchmin": _speedup(tmin, r, "steady" + clock),
+            "first": _speedup(optx, r, "first" + clock),
+            "steady": _speedup(optx, r, "steady" + clock),
         }
         met = [
             up["scipy"] is not None and up["scipy"] >= 100,
@@ -387,6 +401,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--torchmin-subset", type=int, default=32)
     p.add_argument("--no-optimistix", action="store_true")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every peer")
+    p.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="time for the ratios")
     p.add_argument("--out", default="bench-out/minimize_batched.json")
     p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
     p.add_argument("--child", help=argparse.SUPPRESS)
