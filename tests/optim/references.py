@@ -428,6 +428,7 @@ CASES = [
             {"orthogonalize": "qr"},
             {"adamw_betas": (0.9, 1.5)},
             {"adjust_lr": "none"},
+            {"ns_lower": 0.0},
         ],
         needs_closure=False,
     ),

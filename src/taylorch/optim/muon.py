@@ -70,13 +70,15 @@ class Muon(Optimizer):
 
     Args:
         params: parameters or groups; group keys: ``lr``, ``momentum``, ``nesterov``,
-            ``weight_decay``, ``ns_steps``, ``orthogonalize``, ``adjust_lr``,
+            ``weight_decay``, ``ns_steps``, ``orthogonalize``, ``ns_lower``, ``adjust_lr``,
             ``adamw_lr_ratio``, ``adamw_betas``, ``adamw_eps``, ``use_muon``
             (None: by dimension).
         lr: learning rate.
         momentum: ``mu`` in [0, 1).
         orthogonalize: ``"newton_schulz"`` (Jordan's tuned quintic) or ``"polar_express"``.
         ns_dtype: dtype of the orthogonalization (None: the parameter's).
+        ns_lower: Polar Express's assumed lower bound of ``sigma_min / ||U||_F``; a larger
+            one (1e-2) reaches a tight band in fewer steps for the directions that matter.
         nonfinite: ``"raise"`` or ``"skip"`` on a non-finite gradient.
 
     Example::
@@ -105,6 +107,7 @@ class Muon(Optimizer):
         adamw_betas: tuple[float, float] = (0.9, 0.95),
         adamw_eps: float = 1e-8,
         ns_dtype: torch.dtype | None = torch.bfloat16,
+        ns_lower: float = 1e-3,
         nonfinite: NonFinite = "raise",
     ) -> None:
         check_positive("lr", lr)
@@ -112,6 +115,8 @@ class Muon(Optimizer):
         check_positive("weight_decay", weight_decay)
         check_int("ns_steps", ns_steps)
         make_orthogonalizer(orthogonalize, ns_steps, ns_dtype)  # validates the name
+        if not isinstance(ns_lower, (int, float)) or not 0.0 < ns_lower < 1.0:
+            raise ValueError(f"ns_lower must be in (0, 1), got {ns_lower!r}")
         if adjust_lr not in ("match_rms_adamw", "original"):
             raise ValueError(
                 f"adjust_lr must be 'match_rms_adamw' or 'original', got {adjust_lr!r}"
@@ -130,6 +135,7 @@ class Muon(Optimizer):
             adamw_lr_ratio=adamw_lr_ratio,
             adamw_betas=tuple(adamw_betas),
             adamw_eps=adamw_eps,
+            ns_lower=ns_lower,
             use_muon=None,
         )
         self.ns_dtype = ns_dtype
@@ -168,7 +174,9 @@ class Muon(Optimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p)
             bufs.append(state["momentum_buffer"])
-        orth = make_orthogonalizer(group["orthogonalize"], group["ns_steps"], self.ns_dtype)
+        orth = make_orthogonalizer(
+            group["orthogonalize"], group["ns_steps"], self.ns_dtype, group["ns_lower"]
+        )
         for ps, gs, bs in group_by_device_dtype(params, grads, bufs).values():
             ema_(bs, gs, mu)
             updates = torch._foreach_lerp(gs, bs, mu) if group["nesterov"] else bs

@@ -73,20 +73,23 @@ def adamw_(
 Orthogonalizer = Callable[[Tensor], Tensor]
 
 
-def make_orthogonalizer(method: str, steps: int, dtype: torch.dtype | None) -> Orthogonalizer:
-    """``G -> polar(G)`` for stacks ``(k, m, n)``, computed in ``dtype`` (None: G's dtype)."""
-    if method == "newton_schulz":
-        base = newton_schulz
-    elif method == "polar_express":
-        base = polar_express
-    else:
+def make_orthogonalizer(
+    method: str, steps: int, dtype: torch.dtype | None, lower: float = 1e-3
+) -> Orthogonalizer:
+    """``G -> polar(G)`` for stacks ``(k, m, n)``, computed in ``dtype`` (None: G's dtype).
+
+    ``lower`` is Polar Express's assumed ``sigma_min / ||G||_F`` (unused by Newton-Schulz).
+    """
+    if method not in ("newton_schulz", "polar_express"):
         raise ValueError(
             f"orthogonalize must be 'newton_schulz' or 'polar_express', got {method!r}"
         )
 
     def orthogonalize(G: Tensor) -> Tensor:
         X = G if dtype is None else G.to(dtype)
-        return base(X, steps).to(G.dtype)
+        if method == "newton_schulz":
+            return newton_schulz(X, steps).to(G.dtype)
+        return polar_express(X, steps, lower=lower).to(G.dtype)
 
     return orthogonalize
 
@@ -100,7 +103,10 @@ def orthogonalize_by_shape(
         by_key[(shape, u.dtype, u.device)].append(i)
     out: list[Tensor | None] = [None] * len(updates)
     for (shape, _, _), idx in by_key.items():
-        stack = torch.stack([updates[i].reshape(shape) for i in idx])
+        if len(idx) == 1:
+            stack = updates[idx[0]].reshape(1, *shape)
+        else:
+            stack = torch.stack([updates[i].reshape(shape) for i in idx])
         result = orth(stack)
         for i, r in zip(idx, result.unbind(0)):
             out[i] = r.view(updates[i].shape)
