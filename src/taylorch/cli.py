@@ -93,7 +93,7 @@ def _bench(args: argparse.Namespace) -> int:
     from taylorch.bench import run
     from taylorch.bench.console import RichObserver, print_tables
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     if args.list:
         return _list(console)
     observer = RichObserver()

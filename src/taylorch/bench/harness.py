@@ -94,12 +94,12 @@ def _peer_libraries(peers: bool | str | Sequence[str] | None) -> tuple[str, ...]
     return tuple(names)
 
 
-def _choose(suite: Suite, methods: str | Sequence | None, peers: tuple[str, ...], registry):
+def _choose(suite: Suite, methods, peers: tuple[str, ...], registry, quick: bool):
     """The suite's defaults (patterns this installation lacks are skipped) or the user's
     methods (strict), plus the suite's peer methods from the chosen peer libraries."""
     if methods is None:
         chosen = []
-        for pattern in suite.methods.split(","):
+        for pattern in suite.method_patterns(quick).split(","):
             try:
                 chosen += [m for m in match(pattern, registry) if m not in chosen]
             except ValueError:  # a default taylorch method this installation does not have
@@ -171,13 +171,13 @@ def run(
     records: list[RunRecord] = []
     for s in suites:
         if s.kind == "train":
-            chosen = _choose(s, methods, peer_libs, TRAINING_METHODS)
+            chosen = _choose(s, methods, peer_libs, TRAINING_METHODS, quick)
             records += run_training(
-                s.tasks(quick), chosen, steps=s.steps(quick), sweep=not quick, seed=seed,
+                s.tasks(quick), chosen, steps=s.steps(quick), sweep=1 if quick else s.sweep, seed=seed,
                 dtype=dtype or torch.float32, device=device, suite=s.name, observer=observer,
             )  # fmt: skip
         else:
-            chosen = _choose(s, methods, peer_libs, METHODS)
+            chosen = _choose(s, methods, peer_libs, METHODS, quick)
             records += run_problems(
                 s.problems(quick, seed), chosen, settings=settings or s.settings(quick),
                 suite=s.name, dtype=dtype or torch.float64, device=device, seed=seed,

@@ -172,23 +172,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def summary_rows(summaries: Sequence[MethodSummary]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-method table (shared by the terminal and the HTML)."""
     nist = any(s.median_digits is not None for s in summaries)
-    header = ["method", "solved", "med. evals", "med. time s", "×best time", "×best evals"]
-    header += ["digits"] if nist else []
-    header.append("note")
+    notes = any(s.note for s in summaries)
+    header = ["method", "solved", "evals", "time s", "×best t", "×best ev"]
+    header += (["digits"] if nist else []) + (["note"] if notes else [])
     rows = []
     for s in summaries:
         row = [s.method, f"{s.solved}/{s.problems}", _fmt(s.median_evals), _fmt(s.median_time),
                _fmt(s.ratio_time), _fmt(s.ratio_evals)]  # fmt: skip
-        if nist:
-            row.append(_fmt(s.median_digits))
-        row.append(s.note)
+        row += ([_fmt(s.median_digits)] if nist else []) + ([s.note] if notes else [])
         rows.append(row)
     return header, rows
 
 
 def training_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
     """Header and rows for one task's training runs."""
-    header = ["method", "status", "lr", "final loss", "time s", "fwd/bwd", "s to target"]
+    header = ["method", "status", "lr", "loss", "time s", "fwd/bwd", "to target s"]
     rows = [
         [r.method, r.status, _fmt(r.tags.get("lr")), _fmt(r.f, 4), _fmt(r.time),
          f"{r.nfev:g}/{r.ngev:g}", _fmt(r.time_to_solve)]
@@ -199,10 +197,11 @@ def training_rows(records: Sequence[RunRecord]) -> tuple[list[str], list[list[st
 
 TABLE_NOTES = (
     "solved: runs that reached the reference value (the published or certified minimum, "
-    "else the best any method found) within the tolerance; med. evals / med. time: medians "
-    "over solved runs of function + gradient evaluations and seconds, counted by the harness; "
-    "×best: median over problems of the ratio to the best method on each problem "
-    "(∞: solved fewer than half); digits: NIST log relative error of the parameters."
+    "else the best any method found) within the tolerance; evals / time s: medians over "
+    "solved runs of function + gradient evaluations and seconds, counted by the harness; "
+    "×best t / ×best ev: median over problems of the ratio to the best method on each "
+    "problem, by time and by evaluations (∞: solved fewer than half); digits: median NIST "
+    "log relative error of the parameters (correct significant digits)."
 )
 
 

@@ -23,11 +23,17 @@ from taylorch.bench.problems.training import TRAINING_TASKS, TrainingTask
 
 __all__ = ["COMPOSITES", "SUITES", "Suite", "expand_suite"]
 
-# taylorch solvers in the default comparisons; a name this installation lacks is skipped.
-_TAYLORCH_MIN = "taylorch:nelder-mead,taylorch:cg,taylorch:bfgs,taylorch:l-bfgs,taylorch:newton-cg,taylorch:trust-ncg,taylorch:trust-exact,taylorch:arc"
-_TAYLORCH_LSQ = "taylorch:lm,taylorch:trf,taylorch:gn"
+# Method lists; a taylorch name this installation lacks is skipped in defaults.
+_SMALL_METHODS = ",".join(
+    ["taylorch:nelder-mead", "taylorch:bfgs", "taylorch:l-bfgs", "taylorch:newton-cg",
+     "taylorch:trust-exact", "taylorch:lm", "scipy:bfgs", "scipy:lm"]
+)  # fmt: skip
+_QUICK_METHODS = "taylorch:bfgs,taylorch:newton-cg,taylorch:lm,scipy:bfgs,scipy:lm"
 _PEERS_MIN = "scipy:*,torchmin:*,torch.optim:lbfgs,optimistix:bfgs,optimistix:nonlinear-cg"
-_PEERS_LSQ = "scipy:lm,scipy:trf,scipy:dogbox,lmfit:*,optimistix:lm,optimistix:gauss-newton,optimistix:dogleg"
+_PEERS_LSQ = ",".join(
+    ["scipy:lm", "scipy:trf", "scipy:dogbox", "lmfit:*", "optimistix:lm",
+     "optimistix:gauss-newton", "optimistix:dogleg"]
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,11 @@ class Suite:
     """A named set of problems (``kind="solve"``) or training tasks (``kind="train"``).
 
     ``problems(quick, seed)`` builds the problems; ``methods`` and ``peers``
-    are comma-separated method patterns; ``settings(quick)`` the budget.
-    Training suites give ``tasks(quick)``, ``steps(quick)`` (``None``: each
-    task's own) and sweep learning rates unless quick.
+    are comma-separated method patterns (``quick_methods`` replaces
+    ``methods`` in quick mode); ``settings(quick)`` the budget. Training
+    suites give ``tasks(quick)``, ``steps(quick)`` (``None``: each task's own)
+    and ``sweep``, how many of each optimizer's learning rates to try (``None``:
+    all; quick mode tries one).
     """
 
     name: str
@@ -46,9 +54,14 @@ class Suite:
     problems: Callable[[bool, int], list[Problem]] | None = None
     tasks: Callable[[bool], list[TrainingTask]] | None = None
     methods: str = ""
+    quick_methods: str | None = None
     peers: str = ""
     settings: Callable[[bool], Settings] = lambda quick: Settings()
     steps: Callable[[bool], int | None] = lambda quick: None
+    sweep: int | None = None
+
+    def method_patterns(self, quick: bool) -> str:
+        return self.quick_methods if quick and self.quick_methods else self.methods
 
 
 def _budget(max_evals: int, max_time: float, quick_evals: int, quick_time: float):
@@ -57,17 +70,15 @@ def _budget(max_evals: int, max_time: float, quick_evals: int, quick_time: float
     )
 
 
-_SMALL = ("rosenbrock", "freudenstein-roth", "beale", "helical-valley", "box-3d",
-          "powell-singular", "wood", "kowalik-osborne", "osborne1", "watson")  # fmt: skip
-_QUICK = ("rosenbrock", "beale", "helical-valley", "wood")
+_SMALL = ("rosenbrock", "freudenstein-roth", "beale", "helical-valley", "box-3d", "wood",
+          "kowalik-osborne", "osborne1")  # fmt: skip
+_QUICK = ("rosenbrock", "beale", "helical-valley")
 
 
 def _small(quick: bool, seed: int) -> list[Problem]:
-    names = _QUICK if quick else _SMALL
-    problems = [classic_problem(n) for n in names]
-    if not quick:
-        problems += [classic_problem("extended-rosenbrock", 100), classic_problem("tridia", 100)]
-    return problems
+    if quick:
+        return [classic_problem(n) for n in _QUICK]
+    return [classic_problem(n) for n in _SMALL] + [classic_problem("extended-rosenbrock", 100)]
 
 
 def _classic(quick: bool, seed: int) -> list[Problem]:
@@ -78,7 +89,7 @@ def _classic(quick: bool, seed: int) -> list[Problem]:
 
 def _nist(quick: bool, seed: int) -> list[Problem]:
     if quick:
-        return [load_nist(n).as_problem(2) for n in ("Misra1a", "Chwirut2", "DanWood", "MGH09")]
+        return [load_nist(n).as_problem(2) for n in ("Misra1a", "DanWood", "MGH09")]
     return [load_nist(n).as_problem(s) for n in NIST_NAMES for s in (1, 2)]
 
 
@@ -89,42 +100,50 @@ def _batched(quick: bool, seed: int) -> list[Problem]:
 
 
 def _batched_default(quick: bool, seed: int) -> list[Problem]:
-    size = 16 if quick else 128
+    size = 8 if quick else 64
     return [batched_problem("extended-rosenbrock", size, 10, seed=seed)]
 
 
-def _tasks(names: tuple[str, ...]) -> Callable[[bool], list[TrainingTask]]:
-    return lambda quick: [TRAINING_TASKS[n] for n in (names[:2] if quick else names)]
+def _tasks(quick: bool) -> list[TrainingTask]:
+    return [TRAINING_TASKS["digits-mlp"]] if quick else list(TRAINING_TASKS.values())
 
 
-_ALL_TASKS = tuple(TRAINING_TASKS)
-_TRAIN_DEFAULT = "torch.optim:adamw,torch.optim:sgd,torch.optim:muon,taylorch:muon,taylorch:sps,taylorch:sls,taylorch:adabound,taylorch:zo-sgd"
+_TRAIN_DEFAULT = ",".join(
+    ["torch.optim:adamw", "torch.optim:sgd", "torch.optim:muon", "taylorch:muon", "taylorch:sps",
+     "taylorch:sls", "taylorch:adabound", "taylorch:zo-sgd"]
+)  # fmt: skip
+_TRAIN_QUICK = "torch.optim:adamw,torch.optim:sgd,taylorch:muon,taylorch:sps,taylorch:zo-sgd"
 _TRAIN_PEERS = "torch.optim:*,heavyball:*,pytorch_optimizer:*"
 
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in (
-        Suite("small", "10 classic problems at standard size, 2 at n = 100",
-              problems=_small, methods=f"{_TAYLORCH_MIN},{_TAYLORCH_LSQ},scipy:bfgs,scipy:l-bfgs-b,scipy:lm",
+        Suite("small", "8 classic problems at standard size and extended Rosenbrock n = 100",
+              problems=_small, methods=_SMALL_METHODS, quick_methods=_QUICK_METHODS,
               peers=f"{_PEERS_MIN},{_PEERS_LSQ}", settings=_budget(3000, 10.0, 1000, 2.0)),
         Suite("classic", "Moré-Garbow-Hillstrom + CUTE, standard starts, extended n = 100..10000",
               problems=_classic, methods="taylorch:*,scipy:bfgs,scipy:l-bfgs-b,scipy:lm",
-              peers=f"{_PEERS_MIN},{_PEERS_LSQ}", settings=_budget(5000, 30.0, 1000, 2.0)),
+              quick_methods=_QUICK_METHODS, peers=f"{_PEERS_MIN},{_PEERS_LSQ}",
+              settings=_budget(5000, 30.0, 1000, 2.0)),
         Suite("nist", "27 NIST StRD nonlinear regressions from both starts, scored in digits",
-              problems=_nist, methods=f"{_TAYLORCH_LSQ},taylorch:bfgs,scipy:lm,scipy:trf",
-              peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs", settings=_budget(3000, 10.0, 500, 2.0)),
+              problems=_nist, methods="taylorch:lm,taylorch:trf,taylorch:bfgs,scipy:lm,scipy:trf",
+              quick_methods="taylorch:lm,scipy:lm", peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs",
+              settings=_budget(3000, 10.0, 500, 2.0)),
         Suite("batched", "256 independent problems per family, one call for taylorch",
-              problems=_batched, methods="taylorch:bfgs,taylorch:l-bfgs,taylorch:newton-cg,taylorch:lm,scipy:bfgs,scipy:lm",
-              peers="torchmin:bfgs,torch.optim:lbfgs", settings=_budget(3000, 60.0, 1000, 10.0)),
-        Suite("batched-default", "128 independent 10-d Rosenbrock problems",
+              problems=_batched,
+              methods="taylorch:bfgs,taylorch:l-bfgs,taylorch:newton-cg,taylorch:lm,scipy:bfgs,scipy:lm",
+              quick_methods="taylorch:bfgs,scipy:bfgs", peers="torchmin:bfgs,torch.optim:lbfgs",
+              settings=_budget(3000, 60.0, 1000, 10.0)),
+        Suite("batched-default", "64 independent 10-d Rosenbrock problems",
               problems=_batched_default, methods="taylorch:bfgs,taylorch:lm,scipy:bfgs,scipy:lm",
-              peers="torchmin:bfgs", settings=_budget(3000, 30.0, 1000, 10.0)),
+              quick_methods="taylorch:bfgs,scipy:bfgs", peers="torchmin:bfgs",
+              settings=_budget(3000, 30.0, 1000, 10.0)),
         Suite("training", "logistic regression and MLP on sklearn digits; char transformer",
-              kind="train", tasks=_tasks(_ALL_TASKS), methods=_TRAIN_DEFAULT + ",taylorch:*",
-              peers=_TRAIN_PEERS, steps=lambda quick: 30 if quick else None),
-        Suite("training-default", "the training suite, shorter",
-              kind="train", tasks=_tasks(_ALL_TASKS), methods=_TRAIN_DEFAULT,
-              peers=_TRAIN_PEERS, steps=lambda quick: 25 if quick else 100),
+              kind="train", tasks=_tasks, methods=_TRAIN_DEFAULT + ",taylorch:*",
+              quick_methods=_TRAIN_QUICK, peers=_TRAIN_PEERS, steps=lambda quick: 20 if quick else None),
+        Suite("training-default", "the training suite, shorter, two learning rates each",
+              kind="train", tasks=_tasks, methods=_TRAIN_DEFAULT, quick_methods=_TRAIN_QUICK,
+              peers=_TRAIN_PEERS, steps=lambda quick: 20 if quick else 100, sweep=2),
     )
 }  # fmt: skip
 

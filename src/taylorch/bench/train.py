@@ -66,7 +66,7 @@ def train_once(
     """Train ``task``'s model with ``method`` at ``lr`` for ``steps`` steps."""
     setup = task.build(seed, dtype, torch.device(device))
     run = TrainRun(lr=lr, loss0=setup.eval_loss())
-    every = max(1, steps // 30)
+    every = max(1, steps // 20)
     trace = {"steps": [0.0], "time": [0.0], "f": [run.loss0]}
     counts = {"forward": 0, "backward": 0}
     batch: tuple = ()
@@ -118,7 +118,7 @@ def run_training(
     methods: Sequence[TrainingMethod],
     *,
     steps: int | None = None,
-    sweep: bool = True,
+    sweep: int | None = None,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
@@ -128,8 +128,8 @@ def run_training(
 ) -> list[RunRecord]:
     """Every method on every task (best of its learning-rate sweep), scored per task.
 
-    ``steps`` overrides each task's step count; ``sweep=False`` tries only the
-    first learning rate of each method (the quick mode).
+    ``steps`` overrides each task's step count; ``sweep`` is how many of each
+    method's learning rates to try, in its order (``None``: all).
     """
     observer = observer or Observer()
     for method in methods:
@@ -150,7 +150,7 @@ def run_training(
                 observer.done()
                 continue
             n_steps = steps or task.steps
-            lrs = method.lrs if sweep else method.lrs[:1]
+            lrs = method.lrs[:sweep]
             runs = [
                 train_once(task, method, lr, steps=n_steps, seed=seed, dtype=dtype,
                            device=device, max_time=max_time)

@@ -1,0 +1,44 @@
+"""``taylorch bench``: the quick run end to end, the listing, and argument errors."""
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from taylorch.cli import main
+
+
+def test_bench_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for title in ("small", "batched-default", "nist", "training-default: digits-mlp"):
+        assert title in printed
+    doc = json.loads((out / "results.json").read_text())
+    suites = {r["suite"] for r in doc["runs"]}
+    assert suites == {"small", "batched-default", "nist", "training-default"}
+    assert doc["meta"]["quick"] is True
+    ran = [r for r in doc["runs"] if r["status"] not in ("unavailable", "unsupported")]
+    assert ran and sum(r["status"] == "solved" for r in ran) >= len(ran) // 2
+    assert any(r["library"] == "scipy" for r in ran) and any(
+        r["library"] == "taylorch" for r in ran
+    )
+    html = (out / "report.html").read_text()
+    HTMLParser().feed(html)
+    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png"))) >= 4
+
+
+def test_bench_list(capsys):
+    assert main(["bench", "--list"]) == 0
+    printed = capsys.readouterr().out
+    for word in ("default", "classic", "nist", "batched", "training", "scipy", "lmfit"):
+        assert word in printed
+
+
+def test_bench_bad_arguments(capsys, tmp_path):
+    assert main(["bench", "--suite", "nosuch", "--out", str(tmp_path)]) == 2
+    assert "suite must be one of" in capsys.readouterr().out
+    assert main(["bench", "--methods", "nosuch", "--quick", "--out", str(tmp_path)]) == 2
+    assert "matches no" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "--dtype", "float16"])
