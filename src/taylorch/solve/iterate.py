@@ -77,7 +77,7 @@ def run(
             state = masked_update(active, new, state)
             nit += active.long()
             status = torch.where(active, step_status, status)
-            best.update(state, active)
+            best.update(state, active, converged=active & (step_status == Status.CONVERGED))
             if trace is not None:
                 trace.append(state)
             line.update(nit, state, status)
@@ -108,14 +108,16 @@ def _callback_stops(callback: Callable[[Result], Any], intermediate: Result) -> 
 
 
 class _Best:
-    """The best iterate seen per problem (lowest finite ``f``)."""
+    """The best iterate seen per problem: lowest finite ``f``, or the converged point."""
 
     def __init__(self, state: State):
         self.x, self.f = state.x.clone(), state.f.clone()
         self.g = None if state.g is None else state.g.clone()
 
-    def update(self, state: State, active: Tensor) -> None:
-        better = active & (state.f < self.f)
+    def update(self, state: State, active: Tensor, converged: Tensor) -> None:
+        # A problem that has just met the optimality test returns that point, even where
+        # an earlier iterate has a value lower by rounding noise: the status speaks of x.
+        better = (active & (state.f < self.f)) | converged
         self.x = torch.where(better[:, None], state.x, self.x)
         self.f = torch.where(better, state.f, self.f)
         if self.g is not None and state.g is not None:

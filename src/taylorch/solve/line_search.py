@@ -160,8 +160,10 @@ class StrongWolfe(LineSearch):
     drowns in rounding error before the gradient does; there sufficient
     decrease is judged by the derivative instead, as in the approximate Wolfe
     conditions of Hager & Zhang (SIAM J. Optim. 2005): ``f(x + t p) <= f +
-    noise`` and ``g(x + t p).p <= (2 c1 - 1) g.p``, with ``noise = noise_factor *
-    eps * |f|``. Every problem keeps a bracket ``[lo, hi]``
+    noise`` and ``g(x + t p).p <= (2 c1 - 1) g.p``, with ``noise = noise * |f|``
+    (Hager-Zhang's default 1e-6; at least 100 eps of the dtype). The noise of
+    ``f`` scales with the size of the terms that cancel in it, not with ``|f|``,
+    hence the generous default; the derivative conditions guard what it admits. Every problem keeps a bracket ``[lo, hi]``
     where ``lo`` is the best point with sufficient decrease so far; ``hi`` is
     ``+inf`` while the step is still being expanded. Trials come from the
     minimizer of the cubic through both ends (bisection when it is not
@@ -174,7 +176,7 @@ class StrongWolfe(LineSearch):
         c2: curvature constant, ``c2 < 1`` (0.9 for quasi-Newton, 0.1 for CG).
         max_trials: rounds per search.
         expand: factor by which an accepted but too short trial is extended.
-        noise: rounding noise of ``f`` in units of ``eps * |f|``.
+        noise: relative error of ``f`` below which changes are not trusted.
     """
 
     def __init__(
@@ -184,7 +186,7 @@ class StrongWolfe(LineSearch):
         c2: float = 0.9,
         max_trials: int = 25,
         expand: float = 4.0,
-        noise: float = 100.0,
+        noise: float = 1e-6,
     ):
         if not 0 < c1 < c2 < 1:
             raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1}, c2={c2}")
@@ -201,18 +203,20 @@ class StrongWolfe(LineSearch):
         slope = (g * p).sum(dim=-1)
         inf = torch.full_like(f, torch.inf)
         lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f.clone(), slope.clone(), g.clone()
+        pending = objective.active.clone()
+        # Whether lo passed the plain Armijo test, and whether a trial met both Wolfe conditions.
+        lo_armijo = torch.zeros_like(pending)
+        met = torch.zeros_like(pending)
         hi_t, hi_f, hi_d = inf.clone(), inf.clone(), inf.clone()
         t = t0.clone()
-        pending = objective.active.clone()
         eps = torch.finfo(x.dtype).eps
-        noise = self.noise * eps * f.abs()
+        noise = max(self.noise, 100 * eps) * f.abs()
         for _ in range(self.max_trials):
             xt = x + t[:, None] * p
             ft, gt = objective.value_and_grad(xt, mask=pending)
             dt = (gt * p).sum(dim=-1)
-            decrease = (ft <= f + self.c1 * t * slope) | (
-                (ft <= f + noise) & (dt <= (2 * self.c1 - 1) * slope)
-            )
+            armijo = ft <= f + self.c1 * t * slope
+            decrease = armijo | ((ft <= f + noise) & (dt <= (2 * self.c1 - 1) * slope))
             worse = ~decrease | (ft > lo_f + noise) | ~torch.isfinite(ft)
             curvature = dt.abs() <= -self.c2 * slope
             done = pending & ~worse & curvature
@@ -228,6 +232,8 @@ class StrongWolfe(LineSearch):
             lo_f = torch.where(new_lo, ft, lo_f)
             lo_d = torch.where(new_lo, dt, lo_d)
             lo_g = torch.where(new_lo[:, None], gt, lo_g)
+            lo_armijo = torch.where(new_lo, armijo, lo_armijo)
+            met |= done
             pending &= ~done
             width = (hi_t - lo_t).abs()
             pending &= ~(torch.isfinite(hi_t) & (width <= eps * torch.clamp(lo_t.abs(), min=1)))
@@ -239,7 +245,9 @@ class StrongWolfe(LineSearch):
                 self.expand * lo_t,
             )
             t = torch.where(pending, t_next, t)
-        ok = lo_t > 0
+        # A search that ran out of rounds keeps lo only if f really went down there: in the
+        # rounding-noise regime a tiny step "decreases" f without moving x at all.
+        ok = (lo_t > 0) & (met | (lo_armijo & (lo_f < f)))
         return SearchResult(
             t=lo_t, x=x + lo_t[:, None] * p, f=torch.where(ok, lo_f, f), g=lo_g, ok=ok
         )
