@@ -51,8 +51,9 @@ def _style(method: str) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write a PNG. Margins are set by each plot (a tight bounding box would draw twice)."""
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=90)
     return path
 
 
@@ -78,6 +79,7 @@ def plot_profiles(records: Sequence[RunRecord], path: Path, title: str) -> Path 
         ax.set_title(f"{_tex_safe(title)}: performance profile ({cost})")
         ax.grid(alpha=0.3)
     fig.axes[-1].legend(fontsize=7, loc="lower right")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
     return _save(fig, path)
 
 
@@ -118,10 +120,14 @@ def plot_convergence(
         ax.grid(alpha=0.3)
     for ax in axes[len(problems) :]:
         ax.set_visible(False)
+    height = 3.2 * rows + 0.9
+    fig.set_figheight(height)
     handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(_tex_safe(f"{title}: best f - f_ref against {axis}"), y=1 - 0.1 / height)
     fig.legend(handles, labels, loc="upper center", ncol=min(6, len(labels)), fontsize=7,
-               bbox_to_anchor=(0.5, 1.0 + 0.06 / rows))  # fmt: skip
-    fig.suptitle(_tex_safe(f"{title}: best f - f_ref against {axis}"), y=1.0 + 0.12 / rows)
+               bbox_to_anchor=(0.5, 1 - 0.35 / height))  # fmt: skip
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.5 / height, top=1 - 0.95 / height,
+                        hspace=0.55, wspace=0.3)  # fmt: skip
     return _save(fig, path)
 
 
@@ -147,6 +153,9 @@ def plot_training(records: Sequence[RunRecord], path: Path, title: str) -> Path 
             ax.set_title(_tex_safe(f"{title}: {task}"), fontsize=9)
             ax.grid(alpha=0.3)
         row[1].legend(fontsize=7)
+    height = 3.4 * len(tasks)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.55 / height, top=1 - 0.35 / height,
+                        hspace=0.45, wspace=0.2)  # fmt: skip
     return _save(fig, path)
 
 
