@@ -549,16 +549,23 @@ def escape_step(
     return p, torch.where(leaving, decrease, predicted), leaving
 
 
-def progress_flag(state: State, f_trial: Tensor, predicted: Tensor, stalled: Tensor) -> Tensor:
+def progress_flag(
+    state: State, f_trial: Tensor, g_trial: Tensor, predicted: Tensor, stalled: Tensor
+) -> Tensor:
     """``state.flag`` raised where a step-control method can make no progress.
 
     That is where ``stalled`` (the radius or step has shrunk below rounding),
-    or where the model predicts a decrease below the rounding level of ``f``
-    (``10 eps |f|``) and ``f`` did not decrease: ``NONFINITE`` if the trial
-    value was not finite, ``NO_PROGRESS`` otherwise.
+    or where nothing measurable improves: the model predicts a decrease below
+    the rounding level of ``f`` (``10 eps |f|``), ``f`` did not decrease and
+    neither did ``|g|``. The flag is ``NONFINITE`` if the trial value was not
+    finite, ``NO_PROGRESS`` otherwise.
     """
     eps = torch.finfo(state.f.dtype).eps
-    flat = (predicted <= 10 * eps * state.f.abs()) & ~(f_trial < state.f)
+    flat = (
+        (predicted <= 10 * eps * state.f.abs())
+        & ~(f_trial < state.f)
+        & ~(_norm(g_trial) < _norm(state.g))
+    )
     failed = torch.where(
         torch.isfinite(f_trial),
         torch.full_like(state.flag, Status.NO_PROGRESS),

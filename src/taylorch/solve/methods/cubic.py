@@ -215,7 +215,7 @@ class ARC(Solver):
         memory["sigma"] = torch.where(
             rho > self.eta2, relaxed, torch.where(accept, sigma, self.gamma * sigma)
         )
-        flag = progress_flag(state, f_trial, predicted, _stalled(state, p, accept))
+        flag = progress_flag(state, f_trial, g_trial, predicted, _stalled(state, p, accept))
 
         if fresh_hessian:
             memory["hessian"] = torch.where(accept[:, None, None], h_trial, memory["hessian"])
@@ -308,7 +308,7 @@ class DampedNewton(Solver):
         accept = torch.isfinite(f_trial) & (f_trial <= state.f - predicted + guard)
         floor = torch.finfo(lip.dtype).eps
         new_lip = torch.where(accept, torch.clamp(lip / 2, min=floor), 2 * lip)
-        flag = progress_flag(state, f_trial, predicted, _stalled(state, p, accept))
+        flag = progress_flag(state, f_trial, g_trial, predicted, _stalled(state, p, accept))
         keep = accept[:, None]
         return State(
             x=torch.where(keep, x_trial, state.x),

@@ -109,7 +109,7 @@ class TrustRegion(Solver):
         new_radius = self.rule.update(radius, rho, step_norm, boundary)
         eps = torch.finfo(state.f.dtype).eps
         collapsed = ~accept & (new_radius <= eps * (1 + torch.linalg.vector_norm(state.x, dim=-1)))
-        flag = progress_flag(state, f_trial, predicted, collapsed)
+        flag = progress_flag(state, f_trial, g_trial, predicted, collapsed)
 
         keep = accept[:, None]
         new_memory = {
