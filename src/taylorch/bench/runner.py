@@ -238,12 +238,9 @@ def _warm_up(method: Method, dtype: torch.dtype, device) -> None:
     costs (lazy imports, torch.func setup) are not charged to the first timed run."""
     method.prepare()
     x0 = torch.zeros(2, dtype=dtype, device=device)
-    fun = (
-        (lambda x: x - 1) if method.kind == "least_squares" else (lambda x: ((x - 1) ** 2).sum(-1))
-    )
-    _solve_counted(
-        method, fun, x0, Settings(max_evals=50, max_time=5.0), 1, method.kind == "least_squares"
-    )
+    residual = method.kind == "least_squares"
+    fun = (lambda x: x - 1) if residual else (lambda x: ((x - 1) ** 2).sum(-1))
+    _solve_counted(method, fun, x0, Settings(gtol=1e-6, max_evals=50, max_time=5.0), 1, residual)
 
 
 def run_problems(
@@ -261,7 +258,7 @@ def run_problems(
     problems = list(problems)
     methods = _resolve(methods)
     observer = observer or Observer()
-    settings = settings or Settings()
+    settings = (settings or Settings()).for_dtype(dtype)
     for method in methods:
         if not method.unavailable():
             _warm_up(method, dtype, device)

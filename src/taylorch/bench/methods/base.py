@@ -12,9 +12,10 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, TypeVar
 
+import torch
 from torch import Tensor
 
 from taylorch.bench.counting import CountedFunction
@@ -34,6 +35,9 @@ __all__ = [
 
 Kind = Literal["minimize", "least_squares"]
 T = TypeVar("T")
+
+DENSE_MAX_N = 2000
+"""Largest ``n`` given to a method that keeps dense ``n x n`` (or ``m x n``) matrices."""
 
 LIBRARIES: dict[str, tuple[str, str]] = {
     "taylorch": ("taylorch", "taylorch"),
@@ -64,23 +68,29 @@ class Settings:
 
     Args:
         gtol: gradient tolerance handed to methods that take one (mapped to each
-            library's own option).
+            library's own option); ``None``: 1e-8 in float64, 1e-5 in float32.
         max_evals: evaluations per problem; the harness stops a run past
             ``1.1 * max_evals + 10`` even if the method ignores its own limit.
         max_time: seconds per run, enforced the same way.
     """
 
-    gtol: float = 1e-8
+    gtol: float | None = None
     max_evals: int = 2000
     max_time: float = 20.0
 
     def __post_init__(self) -> None:
-        if not self.gtol > 0:
+        if self.gtol is not None and not self.gtol > 0:
             raise ValueError(f"gtol must be > 0, got {self.gtol}")
         if not (isinstance(self.max_evals, int) and self.max_evals >= 1):
             raise ValueError(f"max_evals must be a positive integer, got {self.max_evals!r}")
         if not self.max_time > 0:
             raise ValueError(f"max_time must be > 0 seconds, got {self.max_time}")
+
+    def for_dtype(self, dtype: torch.dtype) -> Settings:
+        """These settings with ``gtol`` filled in for ``dtype`` when it was left ``None``."""
+        if self.gtol is not None:
+            return self
+        return replace(self, gtol=1e-8 if dtype == torch.float64 else 1e-5)
 
 
 @dataclass
@@ -108,6 +118,7 @@ class Method(ABC):
     batched: bool = False
     label: str | None = None  # the name after "library:", when not the algorithm's
     modules: tuple[str, ...] = ()  # imported by prepare(), before any run is timed
+    dense: bool = False  # keeps an n x n Hessian (model) or an m x n Jacobian
 
     @property
     def name(self) -> str:
@@ -126,6 +137,8 @@ class Method(ABC):
         """Why this method cannot take ``problem``, or ``None``."""
         if self.kind == "least_squares" and problem.residual is None:
             return f"{self.name} needs a residual; {problem.name} gives only fun"
+        if (self.dense or self.kind == "least_squares") and problem.n > DENSE_MAX_N:
+            return f"{self.name} keeps dense matrices; n = {problem.n} > {DENSE_MAX_N}"
         return None
 
     @abstractmethod

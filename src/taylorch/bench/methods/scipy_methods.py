@@ -34,6 +34,7 @@ class ScipyMinimize(Method):
         self.algorithm = algorithm.lower()
         self.uses = uses
         self.gtol_option = gtol_option
+        self.dense = self.algorithm in ("bfgs", "nelder-mead") or uses == "hess"
 
     def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
         from scipy.optimize import minimize

@@ -26,12 +26,16 @@ def _outcome(res, batched: bool) -> Outcome:
     return Outcome(res.x, bool(success.all()), summary)
 
 
+_DENSE = {"bfgs", "newton", "damped-newton", "trust-exact", "dogleg", "nelder-mead"}
+
+
 class TaylorchMinimize(Method):
     library = "taylorch"
     batched = True
 
     def __init__(self, algorithm: str):
         self.algorithm = algorithm
+        self.dense = algorithm in _DENSE
 
     def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
         import taylorch

@@ -22,6 +22,7 @@ class TorchminMinimize(Method):
 
     def __init__(self, algorithm: str):
         self.algorithm = algorithm
+        self.dense = algorithm in ("bfgs", "newton-exact", "trust-exact", "dogleg")
 
     def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
         from torchmin import minimize

@@ -18,6 +18,7 @@ Datasets, Nonlinear Regression, https://www.itl.nist.gov/div898/strd/nls/nls_mai
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -212,8 +213,7 @@ class NistProblem:
 
     def residual(self, params: Tensor) -> Tensor:
         """``y - model(x, params)`` for ``params`` of shape ``(..., p)``, in their dtype/device."""
-        x = self.x.to(dtype=params.dtype, device=params.device)
-        y = self.y.to(dtype=params.dtype, device=params.device)
+        x, y = _data_on(self.name, params.dtype, params.device)
         return y - self.model(x, params)
 
     def rss(self, params: Tensor) -> Tensor:
@@ -299,6 +299,13 @@ def load_nist(name: str) -> NistProblem:
         dof=n_obs - len(params),
         difficulty=difficulty.group(1).lower() if difficulty else "unknown",
     )
+
+
+@functools.lru_cache(maxsize=128)
+def _data_on(name: str, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A dataset's ``x`` and ``y`` cast once per dtype and device, not on every evaluation."""
+    p = load_nist(name)
+    return p.x.to(dtype=dtype, device=device), p.y.to(dtype=dtype, device=device)
 
 
 def nist_problems(starts: tuple[int, ...] = (1, 2)) -> list[Problem]:
