@@ -132,3 +132,13 @@ def test_user_problem_objects_and_bad_methods():
     with pytest.raises(TypeError, match="has no x0"):
         run([object()], methods="taylorch:bfgs")
     assert "taylorch:bfgs" in METHODS
+
+
+def test_unbatched_functions_only_ever_see_one_point():
+    def strict(x):
+        assert x.ndim == 1, f"got shape {tuple(x.shape)}"
+        return (x[0] - 2) ** 2 + (x[1] + 1) ** 2
+
+    p = Problem("strict", x0=torch.zeros(2, dtype=torch.float64), fun=strict, f_star=0.0)
+    recs = run_problems([p], ["taylorch:bfgs", "scipy:bfgs", "scipy:nelder-mead"])
+    assert [r.status for r in recs] == ["solved"] * 3, [r.message for r in recs]

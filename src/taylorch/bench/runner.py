@@ -71,9 +71,21 @@ def _one_row(fun: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
 
 
 def _values(problem: Problem, x: Tensor) -> Tensor:
-    """``fun`` at ``x`` for each problem of the batch, shape ``(B,)``, uncounted."""
+    """``fun`` at ``x`` for each problem of the batch, shape ``(B,)``, uncounted.
+
+    ``fun`` gets the shape it was written for: ``(B, n)`` if batched, else ``(n,)``.
+    """
     with torch.no_grad():
-        f = problem.fun(x)
+        f = problem.fun(x.reshape(problem.x0.shape))
+    return f.detach().double().cpu().reshape(-1)
+
+
+def _row_values(problem: Problem, x: Tensor) -> Tensor:
+    """Values at a method's answer: the whole batch, or one row of it (solved alone)."""
+    if x.numel() == problem.x0.numel():
+        return _values(problem, x)
+    with torch.no_grad():
+        f = _one_row(problem.fun)(x.reshape(problem.n))
     return f.detach().double().cpu().reshape(-1)
 
 
@@ -141,7 +153,7 @@ def run_method(
     rows = []
     for (outcome, counted, _, _), f0 in zip(parts, f0_rows.split(len(f0_rows) // len(parts))):
         if outcome is not None:
-            rows.append(_values(problem, outcome.x.reshape(-1, problem.n)).reshape(-1))
+            rows.append(_row_values(problem, outcome.x))
         else:
             best = counted.best()
             rows.append(best if best is not None else f0.clone().fill_(math.inf))
