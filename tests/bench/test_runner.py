@@ -142,3 +142,17 @@ def test_unbatched_functions_only_ever_see_one_point():
     p = Problem("strict", x0=torch.zeros(2, dtype=torch.float64), fun=strict, f_star=0.0)
     recs = run_problems([p], ["taylorch:bfgs", "scipy:bfgs", "scipy:nelder-mead"])
     assert [r.status for r in recs] == ["solved"] * 3, [r.message for r in recs]
+
+
+def test_warnings_go_into_the_record_not_the_terminal(recwarn):
+    class Warns(Scripted):
+        def solve(self, fun, x0, settings):
+            import warnings
+
+            warnings.warn("overflow in the peer", RuntimeWarning, stacklevel=1)
+            return super().solve(fun, x0, settings)
+
+    (rec,) = run_problems([_quad()], [Warns("warns", answer=[1.0, 1.0])])
+    assert rec.status == "solved"
+    assert "warning: RuntimeWarning: overflow in the peer" in rec.message
+    assert not [w for w in recwarn if "overflow in the peer" in str(w.message)]

@@ -109,6 +109,7 @@ class CountedFunction:
         self.rows = 0
         self.ngev = 0
         self.exceeded: str | None = None
+        self.warnings: list[str] = []  # set by the runner: what the method warned about
         self._values: list[tuple[int, float, Tensor]] = []
         self._tap = type("Tap", (_TapBackward,), {"owner": self})
         self.start()

@@ -19,6 +19,7 @@ digits). A solved run costs its evaluations and seconds; anything else costs
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,14 +101,23 @@ def _solve_counted(
         max_evals=1.1 * settings.max_evals + 10,
         max_time=1.1 * settings.max_time + 1,
     )
-    try:
-        outcome, error, budget = method.solve(counted, x0, settings), None, False
-    except BudgetExceeded as exc:
-        outcome, error, budget = None, str(exc), True
-    except Exception as exc:  # a crashing method is a recorded failure, never the end
-        outcome, error, budget = None, f"{type(exc).__name__}: {exc}", False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            outcome, error, budget = method.solve(counted, x0, settings), None, False
+        except BudgetExceeded as exc:
+            outcome, error, budget = None, str(exc), True
+        except Exception as exc:  # a crashing method is a recorded failure, never the end
+            outcome, error, budget = None, f"{type(exc).__name__}: {exc}", False
     counted.stop()
+    counted.warnings = warning_summary(caught)
     return outcome, counted, error, budget
+
+
+def warning_summary(caught: Sequence[warnings.WarningMessage], limit: int = 3) -> list[str]:
+    """The first few distinct warnings a run raised, kept in its record instead of the terminal."""
+    seen = dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught)
+    return list(seen)[:limit]
 
 
 def run_method(
@@ -167,6 +177,7 @@ def run_method(
     nonfinite = not bool(torch.isfinite(f_rows).all())
     messages = sorted({o.message for o in outcomes if o is not None and o.message})
     messages += sorted({e for *_, e, _ in parts if e})
+    messages += [f"warning: {w}" for w in dict.fromkeys(w for c in counters for w in c.warnings)]
     if nonfinite and not errors:
         messages.append("the returned point has a non-finite objective value")
     finished = all(o is not None for o in outcomes)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ import torch
 from taylorch.bench.methods.optimizers import TrainingMethod
 from taylorch.bench.problems.training import TrainingTask
 from taylorch.bench.records import RunRecord
-from taylorch.bench.runner import Observer
+from taylorch.bench.runner import Observer, warning_summary
 
 __all__ = ["TRAINING_TAU", "run_training", "train_once"]
 
@@ -49,6 +50,7 @@ class TrainRun:
     ngev: int = 0
     time: float = 0.0
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
     trace: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -81,8 +83,8 @@ def train_once(
             counts["backward"] += 1
         return loss
 
-    elapsed = 0.0
-    try:
+    def loop() -> None:
+        nonlocal batch, optimizers
         torch.manual_seed(seed)
         optimizers = method.make(setup.model, lr)
         for step in range(1, steps + 1):
@@ -94,22 +96,28 @@ def train_once(
                 loss = closure()
                 for opt in optimizers:
                     opt.step()
-            elapsed += time.perf_counter() - t0
+            run.time += time.perf_counter() - t0
             if loss is not None and not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"non-finite training loss at step {step}")
             if step % every == 0 or step == steps:
                 trace["steps"].append(float(step))
-                trace["time"].append(elapsed)
+                trace["time"].append(run.time)
                 trace["f"].append(setup.eval_loss())
-            if elapsed > max_time:
+            if run.time > max_time:
                 break
-        run.loss = trace["f"][-1]
-        if not math.isfinite(run.loss):
+        if not math.isfinite(trace["f"][-1]):
             raise FloatingPointError("non-finite evaluation loss")
-    except Exception as exc:  # a crash or divergence is one failed point of the sweep
-        run.error = f"{type(exc).__name__}: {exc}"
-        run.loss = math.nan
-    run.nfev, run.ngev, run.time, run.trace = counts["forward"], counts["backward"], elapsed, trace
+
+    optimizers: list[torch.optim.Optimizer] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loop()
+            run.loss = trace["f"][-1]
+        except Exception as exc:  # a crash or divergence is one failed point of the sweep
+            run.error = f"{type(exc).__name__}: {exc}"
+    run.warnings = warning_summary(caught)
+    run.nfev, run.ngev, run.trace = counts["forward"], counts["backward"], trace
     return run
 
 
@@ -200,7 +208,10 @@ def _record(runs: list[TrainRun], base: dict, steps: int, seed, dtype, device) -
                 "dtype": str(dtype).removeprefix("torch.")}  # fmt: skip
     return RunRecord(
         status="failed" if not ok else "unsolved",
-        message="; ".join(f"lr={r.lr:g}: {r.error}" for r in runs if r.error),
+        message="; ".join(
+            [f"lr={r.lr:g}: {r.error}" for r in runs if r.error]
+            + [f"warning: {w}" for w in dict.fromkeys(w for r in runs for w in r.warnings)]
+        ),
         f=best.loss,
         f0=best.loss0,
         nfev=best.nfev,
