@@ -34,8 +34,10 @@ def modified_newton_step(hessian: Tensor, g: Tensor, modification: Modification)
     """``p = -B^{-1} g`` with ``B`` a positive definite modification of ``H`` ``(B, n, n)``.
 
     * ``"eigen"``: ``H = Q diag(l) Q^T``, ``B = Q diag(max(|l|, delta)) Q^T`` with
-      ``delta = sqrt(eps) max|l|``: negative eigenvalues are flipped, tiny ones
-      raised (Nocedal & Wright Sec. 3.4; Paternain, Mokhtari & Ribeiro, "A
+      ``delta = eps^2 max|l|``: negative eigenvalues are flipped, zero ones
+      raised, positive ones left alone however ill-conditioned (a larger floor
+      stalls Newton on badly scaled problems such as Powell's) (Nocedal &
+      Wright Sec. 3.4; Paternain, Mokhtari & Ribeiro, "A
       Newton-based method for nonconvex optimization with fast evasion of
       saddle points", SIAM J. Optim. 2019). Directions of negative curvature
       are followed downhill instead of uphill. One eigendecomposition, ``O(n^3)``.
@@ -50,7 +52,7 @@ def modified_newton_step(hessian: Tensor, g: Tensor, modification: Modification)
     if modification == "eigen":
         eigvals, eigvecs = torch.linalg.eigh(hessian)
         top = eigvals.abs().amax(dim=-1, keepdim=True)
-        delta = torch.where(top > 0, eps**0.5 * top, torch.ones_like(top))
+        delta = torch.where(top > 0, eps * eps * top, torch.ones_like(top))
         modified = torch.maximum(eigvals.abs(), delta)
         c = (eigvecs.mT @ g[..., None])[..., 0]
         return -(eigvecs @ (c / modified)[..., None])[..., 0]
