@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 import taylorch
 from taylorch.bench.problems.classic import classic_problem
-from taylorch.solve import METHODS, Status
+from taylorch.solve import METHODS, Status, TrustRegion
 from taylorch.solve.methods.newton import modified_newton_step
+from taylorch.solve.trust_region import CauchyPoint
 
 D = torch.float64
 ORDER2 = sorted(name for name, cls in METHODS.items() if cls.order == 2)
@@ -310,6 +311,16 @@ def test_hvp_methods_use_fewer_products_than_dense_hessians(name):
     assert res.success
     torch.testing.assert_close(res.x, torch.linalg.solve(a, b), atol=1e-6, rtol=0)
     assert res.n_hvp < 60
+
+
+def test_trust_region_takes_any_subproblem():
+    a, b = spd([1.0, 3.0, 9.0], seed=7)
+    method = TrustRegion(CauchyPoint(), initial_radius=0.5)
+    res = taylorch.minimize(quadratic, torch.zeros(3, dtype=D), args=(a, b), method=method)
+    assert res.success and res.method == "trust-region"
+    torch.testing.assert_close(res.x, torch.linalg.solve(a, b), atol=1e-5, rtol=0)
+    with pytest.raises(TypeError, match="subproblem must be a Subproblem"):
+        TrustRegion("cauchy")
 
 
 # ----------------------------------------------------------------------------- properties

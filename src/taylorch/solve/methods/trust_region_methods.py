@@ -42,6 +42,10 @@ __all__ = ["Dogleg", "TrustExact", "TrustNCG", "TrustRegion"]
 class TrustRegion(Solver):
     """A trust-region method around any :class:`~taylorch.solve.trust_region.Subproblem`.
 
+    The registered methods below are this class with a fixed subproblem; a
+    custom one is passed as an object, e.g.
+    ``minimize(f, x0, method=TrustRegion(CauchyPoint(), max_radius=10.0))``.
+
     Cost per iteration: dense subproblems evaluate ``f``, ``g`` and the dense
     Hessian (``n`` HVPs, vectorized) once, at the trial point; the others
     evaluate ``f`` and ``g`` at the trial point and rebuild the HVP graph at
@@ -53,6 +57,7 @@ class TrustRegion(Solver):
         lanczos_steps: Lanczos steps of the saddle-point test of HVP-only methods.
     """
 
+    name = "trust-region"
     order = 2
 
     def __init__(
