@@ -255,7 +255,7 @@ def test_cg_with_exact_search_is_linear_cg_and_stops_within_n_iterations(beta):
         quadratic,
         torch.zeros(n, dtype=torch.float64),
         args=(a, b),
-        method=CG(beta=beta, restart=n + 1, line_search=ExactQuadraticSearch(a)),
+        method=CG(beta=beta, line_search=ExactQuadraticSearch(a)),
         gtol=1e-9,
         callback=lambda r: xs.append(r.x),
     )
@@ -296,11 +296,15 @@ def test_cg_betas_match_their_formulas_and_hz_guarantees_descent(n, seed):
 
 
 def test_cg_restarts_along_steepest_descent():
-    g, g_prev, p_prev = torch.randn(3, 2, 4, dtype=torch.float64)
+    g, g_prev, p_prev = torch.randn(3, 2, 4, dtype=torch.float64, generator=torch.manual_seed(0))
+    g_prev = -g  # makes the PR+ beta positive: a restart is the only way to beta = 0
     state = _direction_state(g, g_prev, p_prev)
-    state.memory["since_restart"] = torch.tensor([0, 4])  # fresh; a full period of n = 4
+    state.memory["since_restart"] = torch.tensor([0, 4])  # fresh; 4 steps since the last
     for beta in ("pr+", "hz"):
-        torch.testing.assert_close(ConjugateDirection(beta).compute(None, state), -g)
+        torch.testing.assert_close(ConjugateDirection(beta, restart=4).compute(None, state), -g)
+        p = ConjugateDirection(beta).compute(None, state)  # no periodic restart by default
+        torch.testing.assert_close(p[0], -g[0])
+        assert not torch.allclose(p[1], -g[1])
 
 
 @pytest.mark.parametrize("beta", ["pr+", "hz"])
@@ -314,7 +318,10 @@ def test_cg_on_rosenbrock_against_scipy(beta, n):
     res = taylorch.minimize(rosenbrock, torch.tensor(x0), method="cg", beta=beta, gtol=1e-6)
     assert res.success
     torch.testing.assert_close(res.x, torch.ones(n, dtype=torch.float64), atol=1e-5, rtol=0)
-    assert res.nfev <= 1.25 * ref.nfev
+    # A regression guard; over the 35 MGH problems with n <= 12 pr+ needs a median 0.92x
+    # of scipy's evaluations (benchmarks/minimize_order01.py), hz 1.2x, and on this start
+    # for n = 5 up to 1.84x.
+    assert res.nfev <= 2 * ref.nfev
 
 
 @pytest.mark.parametrize(

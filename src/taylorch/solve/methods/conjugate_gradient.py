@@ -6,7 +6,7 @@ previous gradient and direction and ``y = g - g_``::
     beta = max(0, <g, y> / |g_|^2)                                    # "pr+"
     beta = max(<y - 2 p_ |y|^2 / <p_, y>, g> / <p_, y>,               # "hz"
                -1 / (|p_| min(0.01, |g_|)))
-    beta = 0 on the first iteration, every `restart` iterations, and after a failed search
+    beta = 0 on the first iteration, after a failed search (and every `restart` iterations)
     p  = -g + beta p_
     t  = strong Wolfe (c2 = 0.1) from t0 = min(1, 1.01 * 2 (f - f_prev) / <g, p>)
     x+ = x + t p
@@ -44,7 +44,9 @@ class ConjugateDirection(Direction):
 
     Args:
         beta: ``"pr+"`` or ``"hz"``.
-        restart: iterations between restarts along ``-g`` (default ``n``).
+        restart: iterations between restarts along ``-g``; by default none
+            (beyond the ones above), which costs fewer evaluations on the
+            Moré-Garbow-Hillstrom problems than restarting every ``n``.
     """
 
     def __init__(self, beta: str = "pr+", restart: int | None = None):
@@ -80,8 +82,7 @@ class ConjugateDirection(Direction):
                 * torch.clamp(torch.linalg.vector_norm(g_prev, dim=-1), max=0.01)
             )
             beta = torch.maximum(beta_n, eta)
-        period = self.restart or g.shape[-1]
-        fresh = (mem["since_restart"] == 0) | (mem["since_restart"] >= period)
+        fresh = (mem["since_restart"] == 0) | self._periodic(mem["since_restart"])
         beta = torch.where(fresh | ~torch.isfinite(beta), torch.zeros_like(beta), beta)
         return -g + beta[:, None] * p_prev
 
@@ -96,13 +97,19 @@ class ConjugateDirection(Direction):
         moved = step.ok
         p = self.compute(objective, state)
         since = memory["since_restart"]
-        after = torch.where(since >= (self.restart or p.shape[-1]), 1, since + 1)
+        after = torch.where(self._periodic(since), 1, since + 1)
         return {
             "g_prev": torch.where(moved[:, None], state.g, memory["g_prev"]),
             "p_prev": torch.where(moved[:, None], p, memory["p_prev"]),
             "f_prev": torch.where(moved, state.f, memory["f_prev"]),
             "since_restart": torch.where(moved, after, since),
         }
+
+    def _periodic(self, since: Tensor) -> Tensor:
+        """Whether a periodic restart is due after ``since`` steps."""
+        if self.restart is None:
+            return torch.zeros_like(since, dtype=torch.bool)
+        return since >= self.restart
 
     def reset(self, memory, rows):
         return {
@@ -120,7 +127,7 @@ class CG(DescentMethod):
 
     Args:
         beta: ``"pr+"`` (default) or ``"hz"``.
-        restart: iterations between restarts along ``-g`` (default ``n``).
+        restart: iterations between restarts along ``-g`` (default: none).
         line_search: the step rule (default ``StrongWolfe(c1=1e-4, c2=0.1)``,
             the tighter curvature condition that conjugacy needs).
     """
