@@ -81,8 +81,14 @@ def test_armijo_stops_when_trials_no_longer_move_x():
 def test_random_convex_quadratics_reach_their_minimizer(n, cond, seed, which):
     name, options = which
     a, b, x_star = spd_quadratic(n, seed=seed, cond=cond)
+    # Plain gradient descent needs about cond * log(1/gtol) iterations: up to ~1400 here.
     res = taylorch.minimize(
-        quadratic, torch.zeros(n, dtype=torch.float64), args=(a, b), method=name, **options
+        quadratic,
+        torch.zeros(n, dtype=torch.float64),
+        args=(a, b),
+        method=name,
+        max_iter=5000,
+        **options,
     )
     assert res.success, res.message
     # |x - x*| <= |A^{-1}| |g| <= gtol sqrt(n) with gtol = 1e-6.
