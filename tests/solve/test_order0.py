@@ -234,3 +234,16 @@ def test_zo_gd_estimate_is_unbiased_for_a_linear_function():
 def test_zo_gd_rejects_bad_options(options, error, match):
     with pytest.raises(error, match=match):
         ZOGD(**options)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_nelder_mead_in_one_dimension(adaptive):
+    # Gao-Han's shrink coefficient 1 - 1/n is 0 at n = 1; the standard ones apply there.
+    res = taylorch.minimize(
+        lambda x: ((x - 3) ** 2).sum(),
+        torch.zeros(1, dtype=torch.float64),
+        method="nelder-mead",
+        adaptive=adaptive,
+    )
+    assert res.success
+    torch.testing.assert_close(res.x, torch.tensor([3.0], dtype=torch.float64), atol=1e-5, rtol=0)

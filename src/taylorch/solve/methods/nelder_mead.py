@@ -49,8 +49,8 @@ class NelderMead(Solver):
             ``gamma = 1 + 2/n``, ``rho = 0.75 - 1/(2n)``, ``sigma = 1 - 1/n``,
             which keep the method making progress for larger ``n``
             ("Implementing the Nelder-Mead simplex algorithm with adaptive
-            parameters", Comput. Optim. Appl. 51, 2012). Otherwise the
-            standard ``alpha, gamma, rho, sigma = 1, 2, 1/2, 1/2``.
+            parameters", Comput. Optim. Appl. 51, 2012). Otherwise, and for
+            ``n = 1``, the standard ``alpha, gamma, rho, sigma = 1, 2, 1/2, 1/2``.
         initial_simplex: the starting vertices, ``(n + 1, n)`` or ``(B, n + 1, n)``.
             By default ``x0`` and, for each coordinate ``i``, ``x0`` with
             ``x0_i`` scaled by 1.05 (set to ``2.5e-4`` where ``x0_i = 0``), as
@@ -108,7 +108,7 @@ class NelderMead(Solver):
         return given.expand(batch, n + 1, n).clone()
 
     def _coefficients(self, n: int) -> tuple[float, float, float, float]:
-        if self.adaptive:
+        if self.adaptive and n > 1:  # at n = 1 they would shrink the simplex to a point
             return 1.0, 1 + 2 / n, 0.75 - 1 / (2 * n), 1 - 1 / n
         return 1.0, 2.0, 0.5, 0.5
 
