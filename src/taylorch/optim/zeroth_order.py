@@ -24,7 +24,7 @@ sparsely (index and value) while the parameters are perturbed. Restoring recompu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -70,6 +70,73 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 Chunk = tuple[int, Tensor, Tensor, int]  # parameter index, parameter, flat chunk view, start
 
 
+class _FixLog:
+    """The elements of a perturbed state that rounding back would not restore, compactly.
+
+    Per chunk: local indices (int16, wrapping) and the difference of bit patterns
+    ``bits(x) - bits(back)`` (int8; wrapping integer arithmetic, so exact), kept in two
+    arenas that are reused from step to step, with work buffers from ``buffer``: no
+    allocation per chunk, so the heap does not grow over a step. A difference beyond
+    int8 (an element tiny against ``eps u``) keeps the exact value (rare).
+    """
+
+    def __init__(self, buffer: Callable[..., Tensor], reserve: int) -> None:
+        self.buffer = buffer
+        self.reserve = reserve  # first capacity: one allocation, not a doubling series
+        self.index = torch.empty(0, dtype=torch.int16)
+        self.delta = torch.empty(0, dtype=torch.int8)
+        self.spans: dict[tuple[int, int], tuple[int, int]] = {}
+        self.exact: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        self.size = 0
+
+    def clear(self) -> None:
+        self.spans.clear()
+        self.exact.clear()
+        self.size = 0
+
+    def record(self, key: tuple[int, int], x: Tensor, back: Tensor, diff: Tensor) -> None:
+        dev = diff.device
+        where = self.buffer("where", 0, torch.int64, dev, whole=True).resize_(0)
+        torch.nonzero(diff, out=where)
+        k = where.shape[0]
+        if k == 0:
+            return
+        where = where.view(-1)
+        d = torch.index_select(diff, 0, where, out=self.buffer("d", k, diff.dtype, dev))
+        small = torch.ge(d, -128, out=self.buffer("small", k, torch.bool, dev))
+        small.logical_and_(torch.le(d, 127, out=self.buffer("small2", k, torch.bool, dev)))
+        if not bool(small.all()):
+            big = where[~small]
+            self.exact[key] = (big, x[big])
+            where, d = where[small], d[small]
+            k = where.numel()
+        if self.size + k > self.index.numel():
+            grow = max(2 * self.index.numel(), self.size + k, self.reserve)
+            index = torch.empty(grow, dtype=torch.int16, device=dev)
+            delta = torch.empty(grow, dtype=torch.int8, device=dev)
+            index[: self.size] = self.index[: self.size]
+            delta[: self.size] = self.delta[: self.size]
+            self.index, self.delta = index, delta
+        self.index[self.size : self.size + k].copy_(where)  # wraps to int16
+        self.delta[self.size : self.size + k].copy_(d)
+        self.spans[key] = (self.size, k)
+        self.size += k
+
+    def apply(self, key: tuple[int, int], x: Tensor) -> None:
+        """Correct the rounded-back chunk ``x`` in place (bit for bit)."""
+        span = self.spans.get(key)
+        if span is not None:
+            start, k = span
+            bits = x.view(_BITS[x.dtype])
+            where = self.buffer("where_apply", k, torch.int64, x.device)
+            where.copy_(self.index[start : start + k]).bitwise_and_(0xFFFF)
+            delta = self.buffer("delta_apply", k, bits.dtype, x.device)
+            bits.index_add_(0, where, delta.copy_(self.delta[start : start + k]))
+        exact = self.exact.get(key)
+        if exact is not None:
+            x[exact[0]] = exact[1]
+
+
 class _ZerothOrder(Optimizer):
     """Shared machinery: seeded chunked directions, exact perturb/restore, the query loop.
 
@@ -93,17 +160,24 @@ class _ZerothOrder(Optimizer):
         check_int("n_queries", defaults["n_queries"])
         check_positive("weight_decay", defaults["weight_decay"])
         check_int("chunk_size", chunk_size)
+        if chunk_size > 1 << 16:
+            raise ValueError(f"chunk_size must be <= 65536 (int16 indices), got {chunk_size}")
         if seed is None:  # from torch's default generator: torch.manual_seed fixes it
             seed = int(torch.randint(0, 2**62, (1,)).item())
         check_int("seed", seed, minimum=0)
         self.chunk_size = chunk_size
+        self._workspace: dict[tuple, Tensor] = {}
         super().__init__(params, {**defaults, "seed": seed, "step": 0}, nonfinite)
         self.last_projected_grads: list[float] = []
+        # ~4% of float32 elements (~7% of bfloat16) need a fix for eps ~ 1e-3 |x|: reserve 1/16
+        reserve = max(1 << 12, sum(p.numel() for g in self.param_groups for p in g["params"]) // 16)
+        self._logs = (_FixLog(self._buffer, reserve), _FixLog(self._buffer, reserve))
 
     # ------------------------------------------------------------------ hooks
     def _direction(
-        self, group: dict[str, Any], p: Tensor, start: int, noise: Tensor, dtype: torch.dtype
+        self, group: dict[str, Any], p: Tensor, start: int, noise: Tensor, out: Tensor
     ) -> Tensor:
+        """Write the chunk of ``u`` (from ``noise``, shape ``(draws, n)``) into ``out``."""
         raise NotImplementedError
 
     def _update(
@@ -112,12 +186,37 @@ class _ZerothOrder(Optimizer):
         p: Tensor,
         start: int,
         x: Tensor,
-        coeffs: Sequence[float],
-        noises: Sequence[Tensor],
-    ) -> Tensor:
+        queries: Iterator[tuple[float, Tensor]],
+    ) -> None:
+        """Update the chunk ``x`` in place from ``(c_q, noise_q)`` pairs.
+
+        ``queries`` reuses one noise buffer: consume each pair before the next.
+        """
         raise NotImplementedError
 
     # -------------------------------------------------------------- machinery
+    def _buffer(
+        self,
+        name: str,
+        n: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        rows: int = 0,
+        whole: bool = False,
+    ) -> Tensor:
+        """A reusable work buffer: no allocation per chunk, so no heap growth over a step.
+
+        ``whole=True`` returns the buffer itself (for ``out=`` ops that resize it).
+        """
+        key = (name, dtype, device, rows)
+        buf = self._workspace.get(key)
+        if buf is None:
+            size = max(rows, 1) * self.chunk_size
+            buf = self._workspace[key] = torch.empty(size, dtype=dtype, device=device)
+        if whole:
+            return buf
+        return buf[: rows * n].view(rows, n) if rows else buf[:n]
+
     def _chunks(self) -> Iterator[tuple[dict[str, Any], int, Tensor, Tensor, int]]:
         """(group, parameter index over all groups, parameter, flat chunk view, start)."""
         index = -1
@@ -137,41 +236,52 @@ class _ZerothOrder(Optimizer):
     ) -> Tensor:
         gen = torch.Generator(device=chunk.device)
         gen.manual_seed(derive_seed(group["seed"], group["step"], query, index, start))
-        shape = (self.draws, chunk.numel())
-        return torch.randn(shape, generator=gen, device=chunk.device, dtype=torch.float32)
+        out = self._buffer("noise", chunk.numel(), torch.float32, chunk.device, rows=self.draws)
+        return torch.randn(out.shape, generator=gen, out=out)
 
-    def _move(self, scale_from: float, scale_to: float, query: int, fixes: dict) -> None:
-        """Move every chunk from ``x + scale_from eps u_q`` to ``x + scale_to eps u_q``, exactly."""
+    def _move(
+        self, scale_from: float, scale_to: float, query: int, read: _FixLog, write: _FixLog
+    ) -> None:
+        """Move every chunk from ``x + scale_from eps u_q`` to ``x + scale_to eps u_q``, exactly.
+
+        ``read`` holds the corrections of the state moved from; the corrections of the new
+        state are recorded in ``write``.
+        """
+        write.clear()
         for group, index, p, chunk, start in self._chunks():
-            cdt = _compute_dtype(chunk.dtype)
+            n, dev, dtype = chunk.numel(), chunk.device, chunk.dtype
+            cdt = _compute_dtype(dtype)
             noise = self._noise(group, query, index, start, chunk)
-            step = self._direction(group, p, start, noise, cdt).mul_(group["eps"])
+            step = self._direction(group, p, start, noise, self._buffer("step", n, cdt, dev))
+            step.mul_(group["eps"])
+            work = self._buffer("work", n, cdt, dev)
+            x = self._buffer("x", n, dtype, dev)  # the exact parameters
             key = (index, start)
             if scale_from == 0.0:
-                x = chunk.clone()
+                x.copy_(chunk)
             else:
-                x = (chunk.to(cdt) - scale_from * step).to(chunk.dtype)
-                fix = fixes.pop(key, None)
-                if fix is not None:
-                    x[fix[0]] = fix[1]
+                x.copy_(work.copy_(chunk).sub_(step, alpha=scale_from))  # rounds once
+                read.apply(key, x)
             if scale_to == 0.0:
                 chunk.copy_(x)
                 continue
-            moved = (x.to(cdt) + scale_to * step).to(chunk.dtype)
-            back = (moved.to(cdt) - scale_to * step).to(chunk.dtype)
-            bits = _BITS[chunk.dtype]
-            wrong = (back.view(bits) != x.view(bits)).nonzero().squeeze(1)
-            if wrong.numel():
-                fixes[key] = (wrong, x[wrong])
+            moved = self._buffer("moved", n, dtype, dev)
+            back = self._buffer("back", n, dtype, dev)
+            moved.copy_(work.copy_(x).add_(step, alpha=scale_to))
+            back.copy_(work.copy_(moved).sub_(step, alpha=scale_to))
+            diff = self._buffer("diff", n, _BITS[dtype], dev)
+            write.record(
+                key, x, back, torch.sub(x.view(diff.dtype), back.view(diff.dtype), out=diff)
+            )
             chunk.copy_(moved)
 
     def _query_losses(self, closures: Sequence[Closure], query: int) -> tuple[float, float]:
-        fixes: dict = {}
-        self._move(0.0, 1.0, query, fixes)
+        plus, minus = self._logs
+        self._move(0.0, 1.0, query, minus, plus)
         f_plus = sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
-        self._move(1.0, -1.0, query, fixes)
+        self._move(1.0, -1.0, query, plus, minus)
         f_minus = sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
-        self._move(-1.0, 0.0, query, fixes)
+        self._move(-1.0, 0.0, query, minus, plus)
         return f_plus, f_minus
 
     @torch.no_grad()
@@ -184,7 +294,9 @@ class _ZerothOrder(Optimizer):
         closures = list(closure) if isinstance(closure, (list, tuple)) else [closure]
         if not closures or any(c is None or not callable(c) for c in closures):
             self._require_closure(None)
-        n = self.param_groups[0]["n_queries"]
+        eps, n = self.param_groups[0]["eps"], self.param_groups[0]["n_queries"]
+        if any(g["eps"] != eps or g["n_queries"] != n for g in self.param_groups):
+            raise ValueError("eps and n_queries must be the same in every param group")
         coeffs, first = [], None
         for q in range(n):
             f_plus, f_minus = self._query_losses(closures, q)
@@ -193,12 +305,16 @@ class _ZerothOrder(Optimizer):
             if not (math.isfinite(f_plus) and math.isfinite(f_minus)):
                 self._reject("loss")
                 return torch.tensor(float("nan"))
-            coeffs.append((f_plus - f_minus) / (2 * self.param_groups[0]["eps"]))
+            coeffs.append((f_plus - f_minus) / (2 * eps))
         self.last_projected_grads = coeffs
         for group, index, p, chunk, start in self._chunks():
-            noises = [self._noise(group, q, index, start, chunk) for q in range(n)]
-            x = chunk.to(_compute_dtype(chunk.dtype))
-            chunk.copy_(self._update(group, p, start, x, coeffs, noises))
+            x = self._buffer("work", chunk.numel(), _compute_dtype(chunk.dtype), chunk.device)
+            x.copy_(chunk)
+            queries = (
+                (c, self._noise(group, q, index, start, chunk)) for q, c in enumerate(coeffs)
+            )
+            self._update(group, p, start, x, queries)
+            chunk.copy_(x)
         for group in self.param_groups:
             group["step"] += 1
         return torch.tensor(first)
@@ -209,16 +325,19 @@ class _ZerothOrder(Optimizer):
             state[name] = torch.zeros_like(p, dtype=_compute_dtype(p.dtype))
         return state[name].view(-1)[start : start + size]
 
+    def _estimate(self, x: Tensor, p: Tensor, start: int, group, queries) -> Tensor:
+        """``g_hat = (1/n) sum_q c_q u_q`` for this chunk, in a work buffer."""
+        g = self._buffer("estimate", x.numel(), x.dtype, x.device).zero_()
+        u = self._buffer("u", x.numel(), x.dtype, x.device)
+        count = 0
+        for c, noise in queries:
+            g.add_(self._direction(group, p, start, noise, u), alpha=c)
+            count += 1
+        return g.div_(count)
+
 
 def _zo_defaults(lr: float, eps: float, n_queries: int, weight_decay: float) -> dict[str, Any]:
     return dict(lr=lr, eps=eps, n_queries=n_queries, weight_decay=weight_decay)
-
-
-def _estimate(coeffs: Sequence[float], directions: Iterable[Tensor]) -> Tensor:
-    total = None
-    for c, u in zip(coeffs, directions):
-        total = u * c if total is None else total.add_(u, alpha=c)
-    return total.div_(len(coeffs))  # type: ignore[union-attr]
 
 
 class ZOSGD(_ZerothOrder):
@@ -256,20 +375,20 @@ class ZOSGD(_ZerothOrder):
         n_queries: int = 1,
         weight_decay: float = 0.0,
         seed: int | None = None,
-        chunk_size: int = 1 << 18,
+        chunk_size: int = 1 << 16,
         nonfinite: NonFinite = "raise",
     ) -> None:
         defaults = _zo_defaults(lr, eps, n_queries, weight_decay)
         super().__init__(params, defaults, seed, chunk_size, nonfinite)
 
-    def _direction(self, group, p, start, noise, dtype):  # type: ignore[override]
-        return noise[0].to(dtype)
+    def _direction(self, group, p, start, noise, out):  # type: ignore[override]
+        return out.copy_(noise[0])
 
-    def _update(self, group, p, start, x, coeffs, noises):  # type: ignore[override]
-        g = _estimate(coeffs, (z[0].to(x.dtype) for z in noises))
+    def _update(self, group, p, start, x, queries):  # type: ignore[override]
+        g = self._estimate(x, p, start, group, queries)
         if group["weight_decay"]:
             g.add_(x, alpha=group["weight_decay"])
-        return x.sub_(g, alpha=group["lr"])
+        x.sub_(g, alpha=group["lr"])
 
 
 class ZOAdam(_ZerothOrder):
@@ -297,7 +416,7 @@ class ZOAdam(_ZerothOrder):
         n_queries: int = 1,
         weight_decay: float = 0.0,
         seed: int | None = None,
-        chunk_size: int = 1 << 18,
+        chunk_size: int = 1 << 16,
         nonfinite: NonFinite = "raise",
     ) -> None:
         check_betas(betas)
@@ -309,21 +428,21 @@ class ZOAdam(_ZerothOrder):
         }
         super().__init__(params, defaults, seed, chunk_size, nonfinite)
 
-    def _direction(self, group, p, start, noise, dtype):  # type: ignore[override]
-        return noise[0].to(dtype)
+    def _direction(self, group, p, start, noise, out):  # type: ignore[override]
+        return out.copy_(noise[0])
 
-    def _update(self, group, p, start, x, coeffs, noises):  # type: ignore[override]
+    def _update(self, group, p, start, x, queries):  # type: ignore[override]
         b1, b2 = group["betas"]
         t = group["step"] + 1
-        g = _estimate(coeffs, (z[0].to(x.dtype) for z in noises))
+        g = self._estimate(x, p, start, group, queries)
         m = self._state_chunk(p, "exp_avg", start, x.numel())
         v = self._state_chunk(p, "exp_avg_sq", start, x.numel())
-        m.lerp_(g.to(m.dtype), 1 - b1)
+        m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (v / (1 - b2**t)).sqrt_().add_(group["adam_eps"])
+        denom = torch.div(v, 1 - b2**t, out=g).sqrt_().add_(group["adam_eps"])
         if group["weight_decay"]:
             x.mul_(1 - group["lr"] * group["weight_decay"])
-        return x.addcdiv_(m, denom, value=-group["lr"] / (1 - b1**t))
+        x.addcdiv_(m, denom, value=-group["lr"] / (1 - b1**t))
 
 
 class ZOAdaMU(_ZerothOrder):
@@ -371,7 +490,7 @@ class ZOAdaMU(_ZerothOrder):
         n_queries: int = 1,
         weight_decay: float = 0.0,
         seed: int | None = None,
-        chunk_size: int = 1 << 18,
+        chunk_size: int = 1 << 16,
         nonfinite: NonFinite = "raise",
     ) -> None:
         check_unit_interval("alpha", alpha, closed_right=True)
@@ -387,28 +506,38 @@ class ZOAdaMU(_ZerothOrder):
         }
         super().__init__(params, defaults, seed, chunk_size, nonfinite)
 
-    def _parts(self, group, p, start, noise, dtype) -> tuple[Tensor, Tensor]:
-        m = self._state_chunk(p, "momentum", start, noise.shape[1]).to(dtype)
-        z_dot = noise[0].to(dtype).mul_(math.sqrt(group["alpha"]))
-        z_ddot = noise[1].to(dtype).mul_(math.sqrt(1 - group["alpha"])).add_(m)
+    def _parts(self, group, p, start, noise, dtype, tag="") -> tuple[Tensor, Tensor]:
+        """``z_dot = sqrt(alpha) xi1`` and ``z_ddot = m + sqrt(1 - alpha) xi2`` in work buffers."""
+        n, dev = noise.shape[1], noise.device
+        m = self._state_chunk(p, "momentum", start, n)
+        z_dot = self._buffer("z_dot" + tag, n, dtype, dev).copy_(noise[0])
+        z_dot.mul_(math.sqrt(group["alpha"]))
+        z_ddot = self._buffer("z_ddot" + tag, n, dtype, dev).copy_(noise[1])
+        z_ddot.mul_(math.sqrt(1 - group["alpha"])).add_(m)
         return z_dot, z_ddot
 
-    def _direction(self, group, p, start, noise, dtype):  # type: ignore[override]
-        z_dot, z_ddot = self._parts(group, p, start, noise, dtype)
-        return z_dot.mul_(group["beta1"]).add_(z_ddot, alpha=1 - group["beta1"])
+    def _direction(self, group, p, start, noise, out):  # type: ignore[override]
+        z_dot, z_ddot = self._parts(group, p, start, noise, out.dtype)
+        return torch.mul(z_dot, group["beta1"], out=out).add_(z_ddot, alpha=1 - group["beta1"])
 
-    def _update(self, group, p, start, x, coeffs, noises):  # type: ignore[override]
+    def _update(self, group, p, start, x, queries):  # type: ignore[override]
         b1, b2 = group["beta1"], group["beta2"]
-        directions, second = [], torch.zeros_like(x)
-        for noise in noises:
+        n, dev = x.numel(), x.device
+        g = self._buffer("estimate", n, x.dtype, dev).zero_()
+        second = self._buffer("second", n, x.dtype, dev).zero_()
+        mean_u = self._buffer("mean_u", n, x.dtype, dev).zero_()
+        u = self._buffer("u", n, x.dtype, dev)
+        count = 0
+        for c, noise in queries:
             z_dot, z_ddot = self._parts(group, p, start, noise, x.dtype)
             second.addcmul_(z_dot, z_dot, value=b2).addcmul_(z_ddot, z_ddot, value=1 - b2)
-            directions.append(z_dot.mul(b1).add_(z_ddot, alpha=1 - b1))
-        g = _estimate(coeffs, directions)
-        denom = second.div_(len(noises)).sqrt_().add_(group["adam_eps"])
+            torch.mul(z_dot, b1, out=u).add_(z_ddot, alpha=1 - b1)
+            g.add_(u, alpha=c)
+            mean_u.add_(u)
+            count += 1
+        g.div_(count)
+        denom = second.div_(count).sqrt_().add_(group["adam_eps"])
         if group["weight_decay"]:
             x.mul_(1 - group["lr"] * group["weight_decay"])
         x.addcdiv_(g, denom, value=-group["lr"])
-        m = self._state_chunk(p, "momentum", start, x.numel())
-        m.copy_(_estimate([1.0] * len(directions), directions))
-        return x
+        self._state_chunk(p, "momentum", start, n).copy_(mean_u.div_(count))
