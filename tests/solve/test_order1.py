@@ -178,18 +178,19 @@ def test_gd_rejects_an_unknown_initial_step():
 # -- polyak --------------------------------------------------------------------------------
 
 
-def test_polyak_reaches_minimizer_of_quadratic_with_known_optimal_value():
-    a, b, x_star = spd_quadratic(5, seed=7)
-    f_star = float(quadratic(x_star, a, b))
+@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-5), (torch.float32, 1e-3)])
+def test_polyak_reaches_minimizer_of_quadratic_with_known_optimal_value(dtype, atol):
+    a, b, x_star = spd_quadratic(5, seed=7, dtype=dtype)
+    f_star = float(quadratic(x_star.double(), a.double(), b.double()))
     res = taylorch.minimize(
-        quadratic,
-        torch.zeros(5, dtype=torch.float64),
-        args=(a, b),
-        method="polyak",
-        f_star=f_star,
+        quadratic, torch.zeros(5, dtype=dtype), args=(a, b), method="polyak", f_star=f_star
     )
-    assert res.success, res.message
-    torch.testing.assert_close(res.x, x_star, atol=1e-5, rtol=0)
+    torch.testing.assert_close(res.x, x_star, atol=atol, rtol=0)
+    # In float32 f can round to <= f* before |g| <= gtol: then no step is left to take.
+    reachable = (
+        (Status.CONVERGED,) if dtype == torch.float64 else (Status.CONVERGED, Status.NO_PROGRESS)
+    )
+    assert res.status in reachable, res.message
 
 
 def test_polyak_never_moves_away_from_the_minimizer_of_a_nonsmooth_function():
