@@ -1,5 +1,12 @@
 """The toy problems here are tiny: one thread avoids contention on a shared 2-core machine."""
 
+import pytest
 import torch
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
