@@ -21,6 +21,7 @@ from torch import Tensor
 from taylorch.solve.methods.base import Solver, State
 from taylorch.solve.methods.newton import Modification, modified_newton_step
 from taylorch.solve.objective import Objective
+from taylorch.solve.result import Status
 from taylorch.solve.trust_region import (
     confirm_second_order,
     escape_memory,
@@ -235,7 +236,9 @@ class ARC(Solver):
     def confirm(self, objective, state, status):
         if not self._dense(state.x.shape[-1]):
             return confirm_second_order(objective, state, status, lanczos_steps=self.krylov_dim)
-        current = state.memory["hessian"] if self.hessian_reuse == 1 else None
+        # The model Hessian is the one at x where it was taken at x (age 0); else a fresh one.
+        stale = (state.memory["age"] > 0) & (status == Status.CONVERGED)
+        current = None if bool(stale.any()) else state.memory["hessian"]
         return confirm_second_order(objective, state, status, hessian=current)
 
 
