@@ -12,11 +12,11 @@ def test_bench_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["bench", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for title in ("small", "batched-default", "nist", "training-default: digits-mlp"):
+    for title in ("small", "batched-default", "nist-default", "training-default: digits-mlp"):
         assert title in printed
     doc = json.loads((out / "results.json").read_text())
     suites = {r["suite"] for r in doc["runs"]}
-    assert suites == {"small", "batched-default", "nist", "training-default"}
+    assert suites == {"small", "batched-default", "nist-default", "training-default"}
     assert doc["meta"]["quick"] is True
     ran = [r for r in doc["runs"] if r["status"] not in ("unavailable", "unsupported")]
     assert ran and sum(r["status"] == "solved" for r in ran) >= len(ran) // 2

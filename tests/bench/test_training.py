@@ -77,7 +77,7 @@ def test_text_and_char_model():
     task = TRAINING_TASKS["char-transformer"]
     setup = task.build(0, torch.float32, torch.device("cpu"))
     inputs, targets = setup.next_batch()
-    assert inputs.shape == targets.shape == (32, 32)
+    assert inputs.shape == targets.shape == (16, 32)
     assert torch.equal(inputs[:, 1:], targets[:, :-1])  # targets are the next characters
     # an untrained model is near-uniform: loss close to log(vocabulary size)
     vocab = len(set(text))

@@ -76,9 +76,7 @@ _QUICK = ("rosenbrock", "beale", "helical-valley")
 
 
 def _small(quick: bool, seed: int) -> list[Problem]:
-    if quick:
-        return [classic_problem(n) for n in _QUICK]
-    return [classic_problem(n) for n in _SMALL] + [classic_problem("extended-rosenbrock", 100)]
+    return [classic_problem(n) for n in (_QUICK if quick else _SMALL)]
 
 
 def _classic(quick: bool, seed: int) -> list[Problem]:
@@ -93,6 +91,10 @@ def _nist(quick: bool, seed: int) -> list[Problem]:
     return [load_nist(n).as_problem(s) for n in NIST_NAMES for s in (1, 2)]
 
 
+def _nist_start2(quick: bool, seed: int) -> list[Problem]:
+    return _nist(True, seed) if quick else [load_nist(n).as_problem(2) for n in NIST_NAMES]
+
+
 def _batched(quick: bool, seed: int) -> list[Problem]:
     if quick:
         return [batched_problem("extended-rosenbrock", 16, 10, seed=seed)]
@@ -100,7 +102,7 @@ def _batched(quick: bool, seed: int) -> list[Problem]:
 
 
 def _batched_default(quick: bool, seed: int) -> list[Problem]:
-    size = 8 if quick else 64
+    size = 8 if quick else 32
     return [batched_problem("extended-rosenbrock", size, 10, seed=seed)]
 
 
@@ -118,9 +120,9 @@ _TRAIN_PEERS = "torch.optim:*,heavyball:*,pytorch_optimizer:*"
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in (
-        Suite("small", "8 classic problems at standard size and extended Rosenbrock n = 100",
+        Suite("small", "8 classic problems at their standard size and start",
               problems=_small, methods=_SMALL_METHODS, quick_methods=_QUICK_METHODS,
-              peers=f"{_PEERS_MIN},{_PEERS_LSQ}", settings=_budget(3000, 10.0, 1000, 2.0)),
+              peers=f"{_PEERS_MIN},{_PEERS_LSQ}", settings=_budget(3000, 5.0, 1000, 2.0)),
         Suite("classic", "Moré-Garbow-Hillstrom + CUTE, standard starts, extended n = 100..10000",
               problems=_classic, methods="taylorch:*,scipy:bfgs,scipy:l-bfgs-b,scipy:lm",
               quick_methods=_QUICK_METHODS, peers=f"{_PEERS_MIN},{_PEERS_LSQ}",
@@ -129,12 +131,16 @@ SUITES: dict[str, Suite] = {
               problems=_nist, methods="taylorch:lm,taylorch:trf,taylorch:bfgs,scipy:lm,scipy:trf",
               quick_methods="taylorch:lm,scipy:lm", peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs",
               settings=_budget(3000, 10.0, 500, 2.0)),
+        Suite("nist-default", "the 27 NIST StRD regressions from Start 2, a smaller budget",
+              problems=_nist_start2, methods="taylorch:lm,taylorch:trf,taylorch:bfgs,scipy:lm,scipy:trf",
+              quick_methods="taylorch:lm,scipy:lm", peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs",
+              settings=_budget(1000, 3.0, 500, 2.0)),
         Suite("batched", "256 independent problems per family, one call for taylorch",
               problems=_batched,
               methods="taylorch:bfgs,taylorch:l-bfgs,taylorch:newton-cg,taylorch:lm,scipy:bfgs,scipy:lm",
               quick_methods="taylorch:bfgs,scipy:bfgs", peers="torchmin:bfgs,torch.optim:lbfgs",
               settings=_budget(3000, 60.0, 1000, 10.0)),
-        Suite("batched-default", "64 independent 10-d Rosenbrock problems",
+        Suite("batched-default", "32 independent 10-d Rosenbrock problems",
               problems=_batched_default, methods="taylorch:bfgs,taylorch:lm,scipy:bfgs,scipy:lm",
               quick_methods="taylorch:bfgs,scipy:bfgs", peers="torchmin:bfgs",
               settings=_budget(3000, 30.0, 1000, 10.0)),
@@ -148,7 +154,7 @@ SUITES: dict[str, Suite] = {
 }  # fmt: skip
 
 COMPOSITES: dict[str, tuple[str, ...]] = {
-    "default": ("small", "batched-default", "nist", "training-default"),
+    "default": ("small", "batched-default", "nist-default", "training-default"),
 }
 """Suites that run several suites in turn."""
 

@@ -107,12 +107,12 @@ def load_text() -> str:
 class CharTransformer(nn.Module):
     """Token + position embedding, one pre-norm causal self-attention block, linear head."""
 
-    def __init__(self, vocab: int, context: int, width: int = 48, heads: int = 4):
+    def __init__(self, vocab: int, context: int, width: int = 32, heads: int = 2):
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.position = nn.Parameter(0.02 * torch.randn(context, width))
         self.block = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True
+            width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)
@@ -152,7 +152,7 @@ TRAINING_TASKS: dict[str, TrainingTask] = {
                      _digits_task(None), steps=150, requires="sklearn"),
         TrainingTask("digits-mlp", "MLP 64-64-10 (tanh), sklearn digits",
                      _digits_task(64), steps=200, requires="sklearn"),
-        TrainingTask("char-transformer", "1-layer causal transformer, next character, 6 KB text",
+        TrainingTask("char-transformer", "1-layer causal transformer (width 32), next character, 6 KB text",
                      _char_task(), steps=150),
     )
 }  # fmt: skip
