@@ -16,14 +16,17 @@ import torch
 import taylorch
 from taylorch.solve import METHODS, Status
 
-# Options a method needs to run at all (e.g. the optimal value for Polyak steps).
-REQUIRED_OPTIONS = {"polyak": {"f_star": 0.0}}
 ALL = sorted(METHODS)
 WITH_GRADIENT = sorted(name for name, cls in METHODS.items() if cls.order >= 1)
 
 
-def options(name: str) -> dict:
-    return dict(REQUIRED_OPTIONS.get(name, {}))
+def options(name: str, f_star=0.0) -> dict:
+    """Options a method needs to run at all: Polyak steps need the problem's optimal value."""
+    return {"f_star": f_star} if name == "polyak" else {}
+
+
+def quadratic_minimum(a, b, x_star):
+    return -0.5 * (b * x_star).sum(-1)
 
 
 def quadratic_problem(n: int = 4, dtype=torch.float64, seed: int = 0):
@@ -58,8 +61,13 @@ class Counted:
 @pytest.mark.parametrize("name", ALL)
 def test_reaches_closed_form_minimizer_of_quadratic(name):
     a, b, x_star = quadratic_problem()
+    f_star = float(quadratic_minimum(a, b, x_star))
     res = taylorch.minimize(
-        quadratic, torch.zeros(4, dtype=torch.float64), args=(a, b), method=name, **options(name)
+        quadratic,
+        torch.zeros(4, dtype=torch.float64),
+        args=(a, b),
+        method=name,
+        **options(name, f_star),
     )
     assert res.success, res.message
     tol = 1e-5 if METHODS[name].order >= 1 else 1e-3
@@ -75,14 +83,15 @@ def test_batched_equals_loop_of_single_solves(name):
     b = torch.stack([p[1] for p in problems])
     x0 = torch.stack([torch.full((4,), float(s)) for s in range(3)]).double()
 
-    def batched(x):
-        return 0.5 * torch.einsum("bi,bij,bj->b", x, a, x) - (b * x).sum(-1)
+    def batched(x):  # each row evaluated exactly as the single problem is: same rounding
+        return torch.stack([quadratic(x[i], a[i], b[i]) for i in range(3)])
 
-    res = taylorch.minimize(batched, x0, method=name, batched=True, **options(name))
+    f_star = torch.stack([quadratic_minimum(*p) for p in problems])
+    res = taylorch.minimize(batched, x0, method=name, batched=True, **options(name, f_star))
     assert res.x.shape == (3, 4) and res.fun.shape == (3,) and res.status.shape == (3,)
     for i in range(3):
         single = taylorch.minimize(
-            quadratic, x0[i], args=(a[i], b[i]), method=name, **options(name)
+            quadratic, x0[i], args=(a[i], b[i]), method=name, **options(name, float(f_star[i]))
         )
         torch.testing.assert_close(res.x[i], single.x, atol=1e-9, rtol=1e-9)
         assert int(res.nit[i]) == single.nit
@@ -187,16 +196,17 @@ def test_callback_stops_the_solve(name):
 @pytest.mark.parametrize("name", WITH_GRADIENT)
 def test_works_inside_no_grad_and_continues_from_its_result(name):
     a, b, x_star = quadratic_problem()
+    f_star = float(quadratic_minimum(a, b, x_star))
     with torch.no_grad():
         res = taylorch.minimize(
             quadratic,
             torch.zeros(4, dtype=torch.float64),
             args=(a, b),
             method=name,
-            **options(name),
+            **options(name, f_star),
         )
     assert res.success
-    again = taylorch.minimize(quadratic, res, args=(a, b), method=name, **options(name))
+    again = taylorch.minimize(quadratic, res, args=(a, b), method=name, **options(name, f_star))
     assert again.success and again.nit <= 1
     torch.testing.assert_close(again.x, x_star, atol=1e-5, rtol=0)
 
@@ -213,7 +223,9 @@ def test_float32_never_returns_nan_and_reports_honestly(name):
         method=name,
         gtol=1e-12,
         max_iter=500,
-        **options(name),
+        **options(
+            name, float(quadratic_minimum(100 * a.double(), 100 * b.double(), x_star.double()))
+        ),
     )
     assert res.x.dtype == torch.float32
     assert torch.isfinite(res.x).all() and math.isfinite(res.fun)
