@@ -1,0 +1,44 @@
+"""Parameter covariance and standard errors of a least-squares fit.
+
+The usual linearized estimate (Bates & Watts, *Nonlinear Regression Analysis
+and Its Applications*, 1988, Sec. 2.3; NIST StRD certifies the same)::
+
+    s^2  = 2 cost / (m - n)          (the residual variance; RSS / (m - n))
+    pcov = s^2 (J^T J)^-1            computed as  s^2 V diag(1 / sigma_i^2) V^T
+    stderr = sqrt(diag(pcov))
+
+from the thin SVD ``J = U diag(sigma) V^T``, which avoids forming ``J^T J``.
+Where ``J`` is numerically rank-deficient (``sigma_min <= eps max(m, n) sigma_max``)
+some parameter combination is not determined by the data and the whole
+covariance is ``inf``; so it is when ``m <= n``. Cost ``O(m n^2)`` per problem.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["covariance"]
+
+
+def covariance(jac: Tensor, cost: Tensor, *, absolute: bool = False) -> tuple[Tensor, Tensor]:
+    """``(pcov, stderr)`` for Jacobians ``(B, m, n)`` and costs ``(B,)``.
+
+    With ``absolute=True`` the residuals are taken as already divided by their
+    known standard deviations and ``s^2 = 1`` (scipy's ``absolute_sigma``).
+    """
+    m, n = jac.shape[-2:]
+    _, sv, vh = torch.linalg.svd(jac, full_matrices=False)
+    eps = torch.finfo(jac.dtype).eps
+    rank_ok = sv[..., -1] > eps * max(m, n) * sv[..., 0]
+    inv = 1 / torch.where(sv > 0, sv, 1.0) ** 2
+    pcov = (vh.mT * inv[..., None, :]) @ vh
+    if absolute:
+        s2 = torch.ones_like(cost)
+    else:
+        s2 = 2 * cost / (m - n) if m > n else torch.full_like(cost, torch.inf)
+    pcov = pcov * s2[:, None, None]
+    good = rank_ok & (m > n or absolute) & torch.isfinite(cost)
+    pcov = torch.where(good[:, None, None], pcov, torch.full_like(pcov, torch.inf))
+    stderr = torch.sqrt(pcov.diagonal(dim1=-2, dim2=-1))
+    return pcov, stderr

@@ -1,0 +1,231 @@
+"""The residual a least-squares or root-finding solver sees: the user's map wrapped once.
+
+``ResidualObjective`` is an :class:`~taylorch.solve.objective.Objective` whose
+value is the (robust) cost ``0.5 sum rho(r_i^2)`` of a residual map
+``r: (B, n) -> (B, m)``, so every line search and every minimization oracle
+works on it unchanged. On top it gives the residual itself, its dense
+Jacobian, Jacobian-vector products and second directional derivatives, each
+from **one** call of the user's function (``torch.func`` transforms trace the
+call once), so that ``nfev`` is exactly the number of calls. Counting, the
+evaluation budget and the non-finite rule are the ``Objective``'s: a residual
+or Jacobian that is not finite makes the cost ``+inf`` (and zeroes the
+residual and Jacobian there), which every acceptance test rejects.
+
+The problem's box ``lower <= x <= upper`` (``(B, n)`` tensors, or ``None``)
+lives here too: it is part of the problem, not of the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import jvp, vjp, vmap
+
+from taylorch import derivatives
+from taylorch.solve.lsq.loss import Loss
+from taylorch.solve.objective import Objective
+
+__all__ = ["JacobianMode", "ResidualObjective"]
+
+JacobianMode = Literal["auto", "forward", "reverse", "matrix-free"]
+JACOBIAN_MODES = ("auto", "forward", "reverse", "matrix-free")
+
+
+class ResidualObjective(Objective):
+    """Batched, counted access to a residual map, its cost and its derivatives.
+
+    Args:
+        residual: unbatched ``(n,) -> (m,)``; batched ``(B, n) -> (B, m)``.
+        args: extra positional arguments for ``residual``.
+        batched, batch_size, device, max_fev: as for :class:`Objective`.
+        loss: the robust loss (default: plain least squares).
+        jac: how Jacobians are formed: ``"forward"`` (``n`` tangents, for ``m >= n``),
+            ``"reverse"`` (``m`` cotangents), ``"auto"`` (the cheaper, once ``m``
+            is known), or ``"matrix-free"`` (products only, see :meth:`linearize`).
+        lower, upper: the box, ``(B, n)`` each, or ``None`` for none.
+
+    Counts: each method charges one evaluation (``nfev``); those that form
+    first derivatives also charge ``njev``; Jacobian-vector products of the
+    matrix-free path and second directional derivatives charge ``n_hvp``.
+    """
+
+    def __init__(
+        self,
+        residual: Callable[..., Tensor],
+        args: tuple = (),
+        *,
+        batched: bool,
+        batch_size: int,
+        device: torch.device,
+        max_fev: int | None = None,
+        loss: Loss | None = None,
+        jac: JacobianMode = "auto",
+        lower: Tensor | None = None,
+        upper: Tensor | None = None,
+    ):
+        super().__init__(
+            residual, args, batched=batched, batch_size=batch_size, device=device, max_fev=max_fev
+        )
+        if jac not in JACOBIAN_MODES:
+            raise ValueError(f"jac must be one of {', '.join(JACOBIAN_MODES)}; got {jac!r}")
+        self.loss = loss if loss is not None else Loss()
+        self.jac = jac
+        self.lower, self.upper = lower, upper
+        self.size: int | None = None  # m, fixed by the first evaluation
+
+    @property
+    def bounded(self) -> bool:
+        return self.lower is not None
+
+    # -- the residual as a batched map --------------------------------------------------
+    def residual_map(self, x: Tensor) -> Tensor:
+        """The residual as a map ``(B, n) -> (B, m)``, uncounted (for transforms to trace)."""
+        if self.batched:
+            out = self._user_fun(x, *self.args)
+            derivatives.check_vector_output(out, x, batched=True, name="residual")
+        else:
+            out = self._user_fun(x[0], *self.args)
+            derivatives.check_vector_output(out, x[0], batched=False, name="residual")
+            out = out[None]
+        if out.dtype != x.dtype:
+            raise ValueError(f"residual must return the dtype of x ({x.dtype}), got {out.dtype}")
+        m = out.shape[-1]
+        if self.size is None:
+            if m == 0:
+                raise ValueError("residual must return at least one component, got m = 0")
+            self.size = m
+        elif m != self.size:
+            raise ValueError(
+                f"residual returned {m} components, but {self.size} at an earlier point; "
+                "the number of residuals must not change"
+            )
+        return out
+
+    def fun(self, x: Tensor) -> Tensor:
+        """The cost ``(B, n) -> (B,)``, so that the inherited oracles minimize it."""
+        return self.loss.cost(self.residual_map(x))
+
+    # -- counted oracles ----------------------------------------------------------------
+    def residual(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(cost, r)`` with the raw residual ``r`` ``(B, m)``."""
+        self._charge(mask, self.nfev)
+        with torch.no_grad():
+            r = self.residual_map(x.detach())
+        ok = torch.isfinite(r).all(dim=-1)
+        return self._cost(r, ok), torch.where(ok[:, None], r, torch.zeros_like(r))
+
+    def residual_and_jacobian(
+        self, x: Tensor, mask: Tensor | None = None, *, raw: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(cost, r_eff, J_eff)``: the loss-rescaled residual ``(B, m)`` and Jacobian ``(B, m, n)``.
+
+        For the linear loss (or with ``raw=True``) these are ``r`` and ``J``. Cost:
+        one call of the residual, vectorized over ``n`` tangents (forward) or ``m``
+        cotangents.
+        """
+        if self.jac == "matrix-free":
+            raise ValueError(
+                "this method needs dense Jacobians; it cannot run with jac='matrix-free'"
+            )
+        self._charge(mask, self.nfev)
+        self._charge(mask, self.njev)
+        r, jac = self._value_and_jacobian(x.detach())
+        ok = torch.isfinite(r).all(dim=-1) & torch.isfinite(jac).flatten(1).all(dim=1)
+        cost = self._cost(r, ok)
+        r = torch.where(ok[:, None], r, torch.zeros_like(r))
+        jac = torch.where(ok[:, None, None], jac, torch.zeros_like(jac))
+        if raw:
+            return cost, r, jac
+        r_eff, root_w = self.loss.effective(r)
+        return cost, r_eff, jac if root_w is None else root_w[..., None] * jac
+
+    def linearize(
+        self, x: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """``(cost, r_eff, v -> J_eff v, u -> J_eff^T u)`` from one call, without forming ``J``.
+
+        The residual is evaluated once with its autograd graph; ``J^T u`` is a
+        backward pass through it and ``J v`` a backward pass through that one
+        (the double-vjp trick), so products cost a few residual passes each and
+        are charged as ``n_hvp``.
+        """
+        self._charge(mask, self.nfev)
+        self._charge(mask, self.njev)
+        charged = self.active.clone() if mask is None else mask & self.active
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            out = self.residual_map(xr)
+            seed = torch.zeros_like(out, requires_grad=True)
+            if out.requires_grad:
+                (pulled,) = torch.autograd.grad(out, xr, seed, create_graph=True)
+            else:  # the residual does not depend on x
+                pulled = None
+        r = out.detach()
+        ok = torch.isfinite(r).all(dim=-1)
+        cost = self._cost(r, ok)
+        r = torch.where(ok[:, None], r, torch.zeros_like(r))
+        r_eff, root_w = self.loss.effective(r)
+        scale = torch.ones_like(r) if root_w is None else root_w
+        rows = ok[:, None]
+
+        def matvec(v: Tensor) -> Tensor:
+            self.n_hvp.add_(charged.long())
+            if pulled is None:
+                return torch.zeros_like(r)
+            with torch.enable_grad():
+                (jv,) = torch.autograd.grad(pulled, seed, v, retain_graph=True)
+            return torch.where(rows, scale * jv.detach(), 0.0)
+
+        def rmatvec(u: Tensor) -> Tensor:
+            self.n_hvp.add_(charged.long())
+            if pulled is None:
+                return torch.zeros_like(x)
+            with torch.enable_grad():
+                (ju,) = torch.autograd.grad(
+                    out, xr, torch.where(rows, scale * u, 0.0), retain_graph=True
+                )
+            return ju.detach()
+
+        return cost, r_eff, matvec, rmatvec
+
+    def second_directional(self, x: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``d^2/dt^2 r(x + t v)`` at ``t = 0``, ``(B, m)``, by forward-over-forward mode.
+
+        One call of the residual; charged as one evaluation and one ``n_hvp``.
+        Non-finite entries become zero.
+        """
+        self._charge(mask, self.nfev)
+        self._charge(mask, self.n_hvp)
+        x, v = x.detach(), v.detach()
+
+        def along(z: Tensor) -> Tensor:
+            return jvp(self.residual_map, (z,), (v,))[1]
+
+        rvv = jvp(along, (x,), (v,))[1]
+        return torch.where(torch.isfinite(rvv), rvv, torch.zeros_like(rvv))
+
+    # -- helpers ------------------------------------------------------------------------
+    def _cost(self, r: Tensor, ok: Tensor) -> Tensor:
+        cost = self.loss.cost(torch.where(ok[:, None], r, torch.zeros_like(r)))
+        return torch.where(ok & torch.isfinite(cost), cost, torch.full_like(cost, torch.inf))
+
+    def _value_and_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(r, J)`` from one traced call of the residual."""
+        n = x.shape[-1]
+        mode = self.jac
+        if mode == "auto":
+            # Before the first call m is unknown; reverse mode needs no guess.
+            mode = "forward" if self.size is not None and self.size >= n else "reverse"
+        if mode == "forward":
+            basis = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, *x.shape)
+            out, cols = vmap(lambda e: jvp(self.residual_map, (x,), (e,)))(basis)
+            return out[0].detach(), cols.movedim(0, -1).detach()
+        with torch.enable_grad():
+            out, pullback = vjp(self.residual_map, x)
+        m = out.shape[-1]
+        basis = torch.eye(m, dtype=x.dtype, device=x.device)[:, None, :].expand(m, *out.shape)
+        rows = vmap(pullback)(basis)[0]
+        return out.detach(), rows.movedim(0, -2).detach()

@@ -1,0 +1,98 @@
+"""What every root finder shares: success means ``max_i |F_i(x)| <= tol``.
+
+A root finder is a :class:`~taylorch.solve.methods.base.Solver` over a
+:class:`~taylorch.solve.lsq.objective.ResidualObjective` whose residual is
+``F`` (square: ``m = n``); its cost ``0.5 |F|^2`` is the merit function that
+line searches and trust regions decrease. ``State.memory["r"]`` holds ``F(x)``.
+
+Tolerances (resolved by :func:`~taylorch.root`): ``ftol`` is the absolute
+tolerance on ``max |F_i|`` -- the only way to ``CONVERGED``; ``xtol`` and
+``gtol`` detect a stall (steps or trust region collapsed, or a stationary
+point of the merit function that is not a root), reported as ``NO_PROGRESS``.
+
+:class:`AsRoot` turns any least-squares method (Gauss-Newton, i.e.
+Newton-Raphson with a line search; Levenberg-Marquardt; dogleg) into a root
+finder with these tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from taylorch.solve.lsq.base import LeastSquaresSolver
+from taylorch.solve.lsq.objective import ResidualObjective
+from taylorch.solve.methods.base import Solver, State, Tolerances
+from taylorch.solve.result import Status
+
+__all__ = ["AsRoot", "RootSolver", "check_square"]
+
+
+def check_square(objective: ResidualObjective, n: int) -> None:
+    """Raise unless ``F`` has as many components as ``x`` (known after the first call)."""
+    if objective.size != n:
+        raise ValueError(
+            f"fun must return as many components as x has (a square system): "
+            f"x has {n}, fun returned {objective.size}; use least_squares for m != n"
+        )
+
+
+class RootSolver(Solver):
+    """Base of the root finders: converged when ``max |F_i| <= ftol``.
+
+    Subclasses leave in ``memory``: ``r`` (``F``), ``bound`` (the step bound for the
+    stall test) and ``xnorm``.
+    """
+
+    order = 1
+
+    def default_tolerances(self, dtype: torch.dtype) -> Tolerances:
+        eps = torch.finfo(dtype).eps
+        return Tolerances(gtol=eps, xtol=16 * eps, ftol=eps ** (2 / 3))
+
+    def stationary(self, state: State, tol: Tolerances) -> Tensor:
+        return state.memory["r"].abs().amax(dim=-1) <= tol.ftol
+
+    def stalled(self, old: State, new: State, tol: Tolerances) -> Tensor:
+        """Whether the method can make no further progress (default: its step bound collapsed)."""
+        mem = new.memory
+        return mem["bound"] <= tol.xtol * (tol.xtol + mem["xnorm"])
+
+    def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
+        status = torch.full_like(new.flag, Status.RUNNING)
+        status = torch.where(
+            self.stalled(old, new, tol), torch.full_like(status, Status.NO_PROGRESS), status
+        )
+        return torch.where(
+            self.stationary(new, tol), torch.full_like(status, Status.CONVERGED), status
+        )
+
+
+class AsRoot(RootSolver):
+    """A least-squares method run as a root finder on ``0.5 |F|^2``.
+
+    The method's own stopping tests (stationary merit function, collapsed
+    trust region or step, no relative decrease left) mean it stalled short of
+    a root unless ``max |F_i| <= ftol`` holds too.
+    """
+
+    def __init__(self, method: LeastSquaresSolver):
+        self.method = method
+        self.name = method.name
+
+    def init(self, objective: ResidualObjective, x0: Tensor) -> State:
+        state = self.method.init(objective, x0)
+        check_square(objective, x0.shape[-1])
+        return state
+
+    def step(self, objective: ResidualObjective, state: State) -> State:
+        return self.method.step(objective, state)
+
+    def stalled(self, old: State, new: State, tol: Tolerances) -> Tensor:
+        own = replace(self.method.default_tolerances(new.x.dtype), gtol=tol.gtol, xtol=tol.xtol)
+        return self.method.converged(old, new, own) != Status.RUNNING
+
+    def __repr__(self) -> str:
+        return f"AsRoot({self.method!r})"
