@@ -33,37 +33,43 @@ Modification = Literal["eigen", "cholesky"]
 def modified_newton_step(hessian: Tensor, g: Tensor, modification: Modification) -> Tensor:
     """``p = -B^{-1} g`` with ``B`` a positive definite modification of ``H`` ``(B, n, n)``.
 
+    ``B = H`` wherever ``H`` is numerically positive definite (its Cholesky
+    factorization succeeds), so near a strict minimizer the step is Newton's,
+    however ill-conditioned ``H`` is. Elsewhere (Nocedal & Wright Sec. 3.4):
+
     * ``"eigen"``: ``H = Q diag(l) Q^T``, ``B = Q diag(max(|l|, delta)) Q^T`` with
-      ``delta = eps^2 max|l|``: negative eigenvalues are flipped, zero ones
-      raised, positive ones left alone however ill-conditioned (a larger floor
-      stalls Newton on badly scaled problems such as Powell's) (Nocedal &
-      Wright Sec. 3.4; Paternain, Mokhtari & Ribeiro, "A
-      Newton-based method for nonconvex optimization with fast evasion of
-      saddle points", SIAM J. Optim. 2019). Directions of negative curvature
-      are followed downhill instead of uphill. One eigendecomposition, ``O(n^3)``.
-    * ``"cholesky"``: ``B = H + tau I`` with the smallest ``tau`` of the sequence
-      ``0`` (or ``beta - min a_ii``), then ``max(2 tau, beta)``, for which Cholesky
+      ``delta = n eps max|l|``: negative eigenvalues are flipped, those at the
+      level of rounding raised, so directions of negative curvature are
+      followed downhill (Paternain, Mokhtari & Ribeiro, "A Newton-based
+      method for nonconvex optimization with fast evasion of saddle points",
+      SIAM J. Optim. 2019). One Cholesky and, where it fails, one
+      eigendecomposition, ``O(n^3)``.
+    * ``"cholesky"``: ``B = H + tau I`` with the first ``tau`` of the sequence
+      ``beta - min a_ii``, then ``max(2 tau, beta)``, for which Cholesky
       succeeds, ``beta = 1e-3 |H|_F`` (N&W Alg. 3.3). A few Cholesky
-      factorizations of ``n^3 / 3`` flops each; none is wasted where ``H > 0``.
+      factorizations of ``n^3 / 3`` flops each.
 
     Where no factorization succeeds (a non-finite Hessian) ``p = -g``.
     """
     eps = torch.finfo(g.dtype).eps
+    factor, info = torch.linalg.cholesky_ex(hessian)
+    done = info == 0
+    if bool(done.all()):
+        return -torch.cholesky_solve(g[..., None], factor)[..., 0]
     if modification == "eigen":
         eigvals, eigvecs = torch.linalg.eigh(hessian)
         top = eigvals.abs().amax(dim=-1, keepdim=True)
-        delta = torch.where(top > 0, eps * eps * top, torch.ones_like(top))
-        modified = torch.maximum(eigvals.abs(), delta)
+        delta = torch.where(top > 0, g.shape[-1] * eps * top, torch.ones_like(top))
         c = (eigvecs.mT @ g[..., None])[..., 0]
-        return -(eigvecs @ (c / modified)[..., None])[..., 0]
+        flipped = -(eigvecs @ (c / torch.maximum(eigvals.abs(), delta))[..., None])[..., 0]
+        newton = -torch.cholesky_solve(g[..., None], factor)[..., 0]
+        return torch.where(done[:, None], newton, flipped)
     n = g.shape[-1]
     eye = torch.eye(n, dtype=g.dtype, device=g.device)
     scale = torch.linalg.matrix_norm(hessian)
     beta = 1e-3 * torch.where(scale > 0, scale, torch.ones_like(scale))
     smallest = torch.diagonal(hessian, dim1=-2, dim2=-1).amin(dim=-1)
-    tau = torch.where(smallest > 0, torch.zeros_like(smallest), beta - smallest)
-    factor = torch.zeros_like(hessian)
-    done = torch.zeros_like(smallest, dtype=torch.bool)
+    tau = torch.where(smallest > 0, beta, beta - smallest)
     for _ in range(64 + int(-torch.log2(torch.tensor(eps)))):
         attempt, info = torch.linalg.cholesky_ex(hessian + tau[:, None, None] * eye)
         success = ~done & (info == 0)
