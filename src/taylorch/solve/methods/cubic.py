@@ -236,7 +236,7 @@ class ARC(Solver):
     def confirm(self, objective, state, status):
         if not self._dense(state.x.shape[-1]):
             return confirm_second_order(objective, state, status, lanczos_steps=self.krylov_dim)
-        # The model Hessian is the one at x where it was taken at x (age 0); else a fresh one.
+        # The model Hessian is current where it was taken at this x (age 0); else a fresh one.
         stale = (state.memory["age"] > 0) & (status == Status.CONVERGED)
         current = None if bool(stale.any()) else state.memory["hessian"]
         return confirm_second_order(objective, state, status, hessian=current)
