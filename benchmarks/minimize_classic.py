@@ -336,13 +336,15 @@ def tables(result: dict[str, Any]) -> list[Table]:
             "median repeat",
             "time",
             "scipy counterpart (solved, f, g)",
+            "f / counterpart f (both solved)",
             "targets",
         ],
         note="Medians over all problems of the evaluations counted at the function: f = calls "
         "of the function, g = of those, calls differentiated, Hv = Hessian-vector products, "
         "H = dense Hessians (taylorch: one call gives f, g and H), repeat = calls at a point "
-        "already evaluated (included in f). Targets: solved >= scipy's best, median f and g "
-        "<= the counterpart's.",
+        "already evaluated (included in f). f / counterpart f: median over the problems both "
+        "solve of the per-problem ratio. Targets: solved >= scipy's best, median f and g <= the "
+        "counterpart's.",
     )
     for (solver, method), v in summary.items():
         twin = scipy.get(COUNTERPART.get(method, "")) if solver == "taylorch" else None
@@ -362,6 +364,8 @@ def tables(result: dict[str, Any]) -> list[Table]:
             if twin is not None
             else ""
         )
+        paired = _paired_ratio(result["records"], method, COUNTERPART.get(method)) if twin else None
+        v["paired_nfev_ratio"] = paired
         name = f"{solver} {method}" + (f" ({v['errors']} errors)" if v["errors"] else "")
         main.add(
             name,
@@ -373,11 +377,24 @@ def tables(result: dict[str, Any]) -> list[Table]:
             _num(v["median_nrepeat"]),
             fmt_seconds(v["seconds"]),
             twin_text,
+            "" if paired is None else f"{paired:.2f}",
             targets,
         )
     for method in result["missing"]:
-        main.add(f"taylorch {method}", NOT_AVAILABLE, *["-"] * 8)
+        main.add(f"taylorch {method}", NOT_AVAILABLE, *["-"] * 9)
     return [main]
+
+
+def _paired_ratio(records: list[dict], method: str, twin: str | None) -> float | None:
+    """Median over problems both runs solve of taylorch's function calls / scipy's."""
+    mine = {r["problem"]: r for r in records if r["solver"] == "taylorch" and r["method"] == method}
+    ratios = [
+        mine[r["problem"]]["nfev"] / r["nfev"]
+        for r in records
+        if r["solver"] == "scipy" and r["method"] == twin and r["solved"]
+        and r["problem"] in mine and mine[r["problem"]]["solved"] and r["nfev"] > 0
+    ]  # fmt: skip
+    return statistics.median(ratios) if ratios else None
 
 
 def per_problem_table(result: dict[str, Any]) -> Table:
