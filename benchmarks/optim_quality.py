@@ -33,16 +33,16 @@ Factory = Callable[[Any, float], torch.optim.Optimizer]
 
 # name -> (factory(params, lr), learning rates to try, steps with a closure?)
 OPTIMIZERS: dict[str, tuple[Factory, list[float], bool]] = {
-    "AdamW (torch)": (lambda p, lr: torch.optim.AdamW(p, lr=lr), [1e-3, 3e-3, 1e-2], False),
-    "Muon": (lambda p, lr: tay.Muon(p, lr=lr), [3e-3, 1e-2, 3e-2], False),
-    "AdaBound": (lambda p, lr: tay.AdaBound(p, lr=lr), [1e-3, 3e-3, 1e-2], False),
-    "SPS-max": (lambda p, lr: tay.SPS(p, lr=lr), [0.3, 1.0, 3.0], True),
-    "Polyak+momentum": (lambda p, lr: tay.PolyakMomentum(p, lr=lr), [0.3, 1.0, 3.0], True),
+    "AdamW (torch)": (lambda p, lr: torch.optim.AdamW(p, lr=lr), [1e-3, 3e-3, 1e-2, 3e-2], False),
+    "Muon": (lambda p, lr: tay.Muon(p, lr=lr), [3e-3, 1e-2, 3e-2, 1e-1], False),
+    "AdaBound": (lambda p, lr: tay.AdaBound(p, lr=lr), [1e-3, 3e-3, 1e-2, 3e-2], False),
+    "SPS-max": (lambda p, lr: tay.SPS(p, lr=lr), [0.3, 1.0, 3.0, 10.0], True),
+    "Polyak+momentum": (lambda p, lr: tay.PolyakMomentum(p, lr=lr), [0.3, 1.0, 3.0, 10.0], True),
     "SLS": (lambda p, lr: tay.SLS(p, lr=lr, n_batches_per_epoch=23), [1.0, 3.0, 10.0], True),
-    "SMB": (lambda p, lr: tay.SMB(p, lr=lr), [0.1, 0.3, 1.0], True),
+    "SMB": (lambda p, lr: tay.SMB(p, lr=lr), [0.1, 0.3, 1.0, 3.0], True),
     "ZO-SGD": (lambda p, lr: tay.ZOSGD(p, lr=lr, seed=0), [1e-3, 3e-3, 1e-2], True),
-    "ZO-Adam": (lambda p, lr: tay.ZOAdam(p, lr=lr, seed=0), [1e-4, 3e-4, 1e-3], True),
-    "ZO-AdaMU": (lambda p, lr: tay.ZOAdaMU(p, lr=lr, seed=0), [1e-4, 3e-4, 1e-3], True),
+    "ZO-Adam": (lambda p, lr: tay.ZOAdam(p, lr=lr, seed=0), [3e-4, 1e-3, 3e-3], True),
+    "ZO-AdaMU": (lambda p, lr: tay.ZOAdaMU(p, lr=lr, seed=0), [3e-4, 1e-3, 3e-3], True),
 }
 
 
