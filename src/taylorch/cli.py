@@ -44,6 +44,13 @@ def _add_bench(sub) -> None:
         "--out", default="taylorch-bench", help="output directory (default: ./taylorch-bench)"
     )
     bench.add_argument("--quick", action="store_true", help="a reduced run (~20-30 s)")
+    bench.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: the built-in problems are small, and "
+        "threads that wait on each other cost more than they give on a busy machine)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,12 +97,26 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
-    from taylorch.bench import run
-    from taylorch.bench.console import RichObserver, print_tables
-
     console = Console(width=None if sys.stdout.isatty() else 120)
     if args.list:
         return _list(console)
+    if args.threads < 1:
+        console.print(f"taylorch bench: --threads must be >= 1, got {args.threads}")
+        return 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run_bench(args, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_bench(args: argparse.Namespace, console) -> int:
+    import torch
+
+    from taylorch.bench import run
+    from taylorch.bench.console import RichObserver, print_tables
+
     observer = RichObserver()
     try:
         result = run(
@@ -109,10 +130,10 @@ def _bench(args: argparse.Namespace) -> int:
             observer=observer,
         )
     except ValueError as exc:
-        observer.close()
         console.print(f"[red]taylorch bench:[/] {exc}", markup=True, highlight=False)
         return 2
-    observer.close()
+    finally:
+        observer.close()
     print_tables(result.records, console)
     report = result.save(args.out)
     console.print(f"results: {args.out}/results.json; report: {report}", highlight=False)

@@ -4,20 +4,23 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+import torch
 
 from taylorch.cli import main
 
 
 def test_bench_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "out"
+    threads = torch.get_num_threads()
     assert main(["bench", "--quick", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads  # --threads applies to the run only
     printed = capsys.readouterr().out
     for title in ("small", "batched-default", "nist-default", "training-default: digits-mlp"):
         assert title in printed
     doc = json.loads((out / "results.json").read_text())
     suites = {r["suite"] for r in doc["runs"]}
     assert suites == {"small", "batched-default", "nist-default", "training-default"}
-    assert doc["meta"]["quick"] is True
+    assert doc["meta"]["quick"] is True and doc["meta"]["torch_threads"] == 1
     ran = [r for r in doc["runs"] if r["status"] not in ("unavailable", "unsupported")]
     assert ran and sum(r["status"] == "solved" for r in ran) >= len(ran) // 2
     assert any(r["library"] == "scipy" for r in ran) and any(
@@ -40,5 +43,7 @@ def test_bench_bad_arguments(capsys, tmp_path):
     assert "suite must be one of" in capsys.readouterr().out
     assert main(["bench", "--methods", "nosuch", "--quick", "--out", str(tmp_path)]) == 2
     assert "matches no" in capsys.readouterr().out
+    assert main(["bench", "--threads", "0", "--out", str(tmp_path)]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["bench", "--dtype", "float16"])

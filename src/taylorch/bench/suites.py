@@ -126,7 +126,7 @@ SUITES: dict[str, Suite] = {
         Suite("classic", "Moré-Garbow-Hillstrom + CUTE, standard starts, extended n = 100..10000",
               problems=_classic, methods="taylorch:*,scipy:bfgs,scipy:l-bfgs-b,scipy:lm",
               quick_methods=_QUICK_METHODS, peers=f"{_PEERS_MIN},{_PEERS_LSQ}",
-              settings=_budget(5000, 30.0, 1000, 2.0)),
+              settings=_budget(5000, 10.0, 1000, 2.0)),
         Suite("nist", "27 NIST StRD nonlinear regressions from both starts, scored in digits",
               problems=_nist, methods="taylorch:lm,taylorch:trf,taylorch:bfgs,scipy:lm,scipy:trf",
               quick_methods="taylorch:lm,scipy:lm", peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs",
