@@ -45,11 +45,14 @@ def test_backward_passes_are_counted_through_autograd_and_torch_func():
     torch.func.grad(counted)(x)
     assert counted.ngev == 2
     hv = derivatives.hvp(counted, x, torch.ones_like(x))
-    assert counted.ngev == 3
+    assert counted.ngev == 4  # forward-over-reverse: one forward-mode and one reverse pass
     torch.testing.assert_close(hv, derivatives.hvp(f, x, torch.ones_like(x)))
     residual = CountedFunction(classic_problem("wood").residual, residual=True)
     jac = NumpyOracle(residual, x).jacobian(x.numpy())
     assert residual.ngev == 1 and jac.shape == (6, 4)
+    jac_fwd = torch.func.jacfwd(residual)(x)  # 4 JVPs, vmapped: one forward-mode pass
+    assert residual.ngev == 2
+    torch.testing.assert_close(jac_fwd, torch.from_numpy(jac))
     expected = torch.autograd.functional.jacobian(classic_problem("wood").residual, x)
     np.testing.assert_allclose(jac, expected.numpy(), rtol=1e-12)
 

@@ -6,9 +6,11 @@ problem's ``fun`` (or ``residual``). The wrapper counts
 
 * ``calls``: how often the function was called (one batched call is one call);
 * ``nfev``: evaluations per problem, i.e. rows evaluated divided by the batch size;
-* ``ngev``: backward passes through the output (gradients, vector-Jacobian
-  products, the reverse half of a Hessian-vector product), seen by an identity
-  autograd node placed on the output;
+* ``ngev``: derivative passes through the output, seen by an identity
+  autograd node placed on it: each backward pass (a gradient, a batch of
+  vector-Jacobian products) and each forward-mode pass (a Jacobian-vector
+  product, or a batch of them as in ``jacfwd``) counts one; a
+  forward-over-reverse Hessian-vector product therefore counts two;
 
 records the best value seen so far (per problem of a batch) with the time and
 count at which it improved, and stops the solve by raising
@@ -33,7 +35,8 @@ class BudgetExceeded(Exception):
 
 
 class _TapBackward(torch.autograd.Function):
-    """Identity on the output; its backward counts one pass on ``owner`` (set per subclass).
+    """Identity on the output; its backward and its forward-mode rule each count one
+    derivative pass on ``owner`` (set per subclass).
 
     The owner is a class attribute, not an input: ``torch.func`` transforms copy
     non-tensor inputs of an autograd Function, so a counter passed in would not be shared.
@@ -55,8 +58,9 @@ class _TapBackward(torch.autograd.Function):
         cls.owner.ngev += 1
         return grad
 
-    @staticmethod
-    def jvp(ctx, tangent: Tensor) -> Tensor:
+    @classmethod
+    def jvp(cls, ctx, tangent: Tensor) -> Tensor:
+        cls.owner.ngev += 1
         return tangent
 
 

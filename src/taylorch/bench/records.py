@@ -28,7 +28,7 @@ class RunRecord:
     """What one method did on one problem (or one batch of problems).
 
     ``nfev`` and ``ngev`` are counted by the harness (evaluations of the
-    function and backward passes through it, per problem); ``time`` is wall
+    function and derivative passes through it, per problem); ``time`` is wall
     seconds; ``f`` is the objective at the returned point (for a batch, the mean
     over problems); ``trace`` is the best-so-far history (``evals``, ``time``,
     ``f``; training traces have ``steps`` instead of ``evals``). A solved run's

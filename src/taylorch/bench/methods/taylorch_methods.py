@@ -1,9 +1,9 @@
 """taylorch's own solvers as benchmark methods, found in its registries at run time.
 
 Every name in ``taylorch.solve.METHODS`` becomes ``taylorch:<name>`` (a
-minimizer of ``fun``); every least-squares method becomes ``taylorch:<name>``
-with ``kind="least_squares"`` once ``taylorch.least_squares`` exists. Both run
-a whole batch in one call.
+minimizer of ``fun``); every name in ``taylorch.solve.lsq.LSQ_METHODS`` becomes
+``taylorch:<name>`` with ``kind="least_squares"`` (run by
+``taylorch.least_squares`` on the residual). Both run a whole batch in one call.
 """
 
 from __future__ import annotations
@@ -71,15 +71,12 @@ class TaylorchLeastSquares(TaylorchMinimize):
 
 
 def _least_squares_names() -> list[str]:
-    import taylorch.solve as solve
-
-    if not hasattr(solve, "least_squares"):
+    """The least-squares registry (``taylorch.solve.lsq.LSQ_METHODS``), if this build has it."""
+    try:
+        from taylorch.solve.lsq import LSQ_METHODS
+    except ImportError:
         return []
-    for attr in ("LEAST_SQUARES_METHODS", "LSQ_METHODS"):
-        registry = getattr(solve, attr, None)
-        if registry:
-            return list(registry)
-    return ["lm", "gn", "dogleg", "trf"]
+    return list(LSQ_METHODS)
 
 
 def register_taylorch_methods() -> None:
