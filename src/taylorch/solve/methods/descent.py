@@ -10,7 +10,9 @@ One iteration, for every problem of the batch at once::
 When the search finds no acceptable step the direction's memory is reset
 (the next direction is steepest descent); a problem whose steepest-descent
 search fails too reports ``NO_PROGRESS``: at that precision no step along
-``-g`` decreases ``f``.
+``-g`` decreases ``f``. So does a problem whose last ``patience`` accepted
+steps improved neither its lowest ``f`` nor its smallest ``|g|`` (steps
+within the rounding noise of ``f``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Direction(abc.ABC):
 class DescentMethod(Solver):
     """A :class:`Direction` and a :class:`LineSearch`, run as one solver."""
 
+    patience: int = 10
+
     def __init__(self, direction: Direction, line_search: LineSearch):
         self.direction = direction
         self.line_search = line_search
@@ -67,12 +71,20 @@ class DescentMethod(Solver):
     def init(self, objective: Objective, x0: Tensor) -> State:
         f, g = objective.value_and_grad(x0)
         memory = self.direction.init(objective, x0, f, g)
-        fresh = torch.ones_like(f, dtype=torch.bool)
-        return State.start(x0, f, g, fresh=fresh, **memory)
+        return State.start(
+            x0,
+            f,
+            g,
+            fresh=torch.ones_like(f, dtype=torch.bool),
+            best_f=f.clone(),
+            best_gnorm=torch.linalg.vector_norm(g, dim=-1),
+            stalled=torch.zeros_like(f, dtype=torch.long),
+            **memory,
+        )
 
     def step(self, objective: Objective, state: State) -> State:
         memory = dict(state.memory)
-        fresh = memory.pop("fresh")
+        progress = {key: memory.pop(key) for key in _PROGRESS_KEYS}
         p = self.direction.compute(objective, state)
         slope = (state.g * p).sum(dim=-1)
         # At g = 0 exactly no direction has a negative slope; a second-order method's
@@ -87,9 +99,28 @@ class DescentMethod(Solver):
 
         memory = self.direction.update(objective, state, step, memory)
         memory = self.direction.reset(memory, ~step.ok | uphill)
-        stuck = ~step.ok & (fresh | uphill)
+        failed = ~step.ok & (progress["fresh"] | uphill)
+        progress = self._track_progress(progress, step)
+        stuck = failed | (progress["stalled"] >= self.patience)
         flag = torch.where(stuck, torch.full_like(state.flag, Status.NO_PROGRESS), state.flag)
-        return State(x=step.x, f=step.f, g=step.g, flag=flag, memory={"fresh": ~step.ok, **memory})
+        return State(x=step.x, f=step.f, g=step.g, flag=flag, memory={**progress, **memory})
+
+    @staticmethod
+    def _track_progress(progress: dict[str, Tensor], step: SearchResult) -> dict[str, Tensor]:
+        """Below the precision floor the approximate Wolfe test admits steps that move ``f``
+        by rounding noise only: count the accepted steps in a row that improve neither the
+        lowest ``f`` nor the smallest ``|g|`` seen."""
+        gnorm = torch.linalg.vector_norm(step.g, dim=-1)
+        improved = (step.f < progress["best_f"]) | (gnorm < progress["best_gnorm"])
+        return {
+            "fresh": ~step.ok,
+            "best_f": torch.minimum(step.f, progress["best_f"]),
+            "best_gnorm": torch.minimum(gnorm, progress["best_gnorm"]),
+            "stalled": torch.where(improved | ~step.ok, 0, progress["stalled"] + 1),
+        }
+
+
+_PROGRESS_KEYS = ("fresh", "best_f", "best_gnorm", "stalled")
 
 
 def _steepest_initial_step(g: Tensor) -> Tensor:
