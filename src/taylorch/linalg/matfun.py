@@ -71,10 +71,15 @@ def _odd_polynomial_iteration(G: Tensor, coefficients: Sequence[Coefficients]) -
     X = X.reshape(-1, X.shape[-2], X.shape[-1])
     norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True)
     X = X / (norm + torch.finfo(X.dtype).tiny)
+    # one matrix: 2-D kernels (cheaper than batched ones of batch size 1 on CPU)
+    single = X.shape[0] == 1
+    if single:
+        X = X[0]
+    mm, addmm = (torch.mm, torch.addmm) if single else (torch.bmm, torch.baddbmm)
     for a, b, c in coefficients:
-        A = torch.bmm(X, X.mT)
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c) if c != 0.0 else A * b
-        X = torch.baddbmm(X, B, X, beta=a)
+        A = mm(X, X.mT)
+        B = addmm(A, A, A, beta=b, alpha=c) if c != 0.0 else A * b
+        X = addmm(X, B, X, beta=a)
     X = X.reshape(*shape[:-2], *X.shape[-2:])
     return X.mT if transpose else X
 
