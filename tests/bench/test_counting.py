@@ -47,6 +47,14 @@ def test_backward_passes_are_counted_through_autograd_and_torch_func():
     hv = derivatives.hvp(counted, x, torch.ones_like(x))
     assert counted.ngev == 4  # forward-over-reverse: one forward-mode and one reverse pass
     torch.testing.assert_close(hv, derivatives.hvp(f, x, torch.ones_like(x)))
+    matvec = derivatives.hvp_operator(counted, x)  # one gradient graph, reused
+    assert counted.ngev == 5
+    for k in range(3):
+        torch.testing.assert_close(matvec(torch.ones_like(x)), hv)
+        assert counted.ngev == 6 + k  # each product: one backward through the gradient
+    calls = counted.calls
+    derivatives.hessian(counted, x)
+    assert counted.calls == calls + 1
     residual = CountedFunction(classic_problem("wood").residual, residual=True)
     jac = NumpyOracle(residual, x).jacobian(x.numpy())
     assert residual.ngev == 1 and jac.shape == (6, 4)

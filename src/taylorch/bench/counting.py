@@ -6,11 +6,13 @@ problem's ``fun`` (or ``residual``). The wrapper counts
 
 * ``calls``: how often the function was called (one batched call is one call);
 * ``nfev``: evaluations per problem, i.e. rows evaluated divided by the batch size;
-* ``ngev``: derivative passes through the output, seen by an identity
-  autograd node placed on it: each backward pass (a gradient, a batch of
-  vector-Jacobian products) and each forward-mode pass (a Jacobian-vector
-  product, or a batch of them as in ``jacfwd``) counts one; a
-  forward-over-reverse Hessian-vector product therefore counts two;
+* ``ngev``: derivative passes through the function, seen by identity
+  autograd nodes on its input and output: each backward pass (a gradient, a batch of
+  vector-Jacobian products), each forward-mode pass (a Jacobian-vector
+  product, or a batch of them as in ``jacfwd``) and each backward pass
+  through a gradient built with ``create_graph`` counts one. A
+  forward-over-reverse Hessian-vector product counts two (its forward-mode
+  and its backward pass), one that reuses a gradient graph counts one;
 
 records the best value seen so far (per problem of a batch) with the time and
 count at which it improved, and stops the solve by raising
@@ -34,24 +36,33 @@ class BudgetExceeded(Exception):
     """Raised by a :class:`CountedFunction` when its evaluation or time budget is spent."""
 
 
-class _TapBackward(torch.autograd.Function):
-    """Identity on the output; its backward and its forward-mode rule each count one
-    derivative pass on ``owner`` (set per subclass).
+class _Identity(torch.autograd.Function):
+    """An identity node for counting; subclasses say what their passes count.
 
-    The owner is a class attribute, not an input: ``torch.func`` transforms copy
-    non-tensor inputs of an autograd Function, so a counter passed in would not be shared.
+    The owner (the :class:`CountedFunction`) is a class attribute of a
+    per-instance subclass, not an input: ``torch.func`` transforms copy
+    non-tensor inputs of an autograd Function, so a counter passed in would
+    not be shared.
     """
 
     generate_vmap_rule = True
     owner: CountedFunction
 
     @staticmethod
-    def forward(y: Tensor) -> Tensor:
-        return y.clone()
+    def forward(t: Tensor) -> Tensor:
+        return t.clone()
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         pass
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor) -> Tensor:
+        return tangent
+
+
+class _OutputTap(_Identity):
+    """On the function's output: each backward and each forward-mode pass counts one."""
 
     @classmethod
     def backward(cls, ctx, grad: Tensor) -> Tensor:
@@ -62,6 +73,28 @@ class _TapBackward(torch.autograd.Function):
     def jvp(cls, ctx, tangent: Tensor) -> Tensor:
         cls.owner.ngev += 1
         return tangent
+
+
+class _GradTap(_Identity):
+    """On a gradient built with ``create_graph``: each backward pass through it (a
+    reverse-over-reverse Hessian-vector product) counts one."""
+
+    @classmethod
+    def backward(cls, ctx, grad: Tensor) -> Tensor:
+        cls.owner.ngev += 1
+        return grad
+
+
+class _InputTap(_Identity):
+    """On the function's input: counts nothing itself, but when a gradient is built to be
+    differentiated again, marks it with a :class:`_GradTap` (which then lies on the path
+    from ``x`` to the gradient, where a second backward pass goes through it)."""
+
+    grad_tap: type[_GradTap]
+
+    @classmethod
+    def backward(cls, ctx, grad: Tensor) -> Tensor:
+        return cls.grad_tap.apply(grad) if torch.is_grad_enabled() else grad
 
 
 @dataclass
@@ -115,7 +148,9 @@ class CountedFunction:
         self.exceeded: str | None = None
         self.warnings: list[str] = []  # set by the runner: what the method warned about
         self._values: list[tuple[int, float, Tensor]] = []
-        self._tap = type("Tap", (_TapBackward,), {"owner": self})
+        grad_tap = type("GradTap", (_GradTap,), {"owner": self})
+        self._input_tap = type("InputTap", (_InputTap,), {"owner": self, "grad_tap": grad_tap})
+        self._output_tap = type("OutputTap", (_OutputTap,), {"owner": self})
         self.start()
 
     def start(self) -> None:
@@ -141,7 +176,7 @@ class CountedFunction:
         if self.elapsed() >= self.max_time:
             self.exceeded = f"time budget ({self.max_time:g} s) spent"
             raise BudgetExceeded(self.exceeded)
-        y = self.fun(x, *args)
+        y = self.fun(self._input_tap.apply(x), *args)
         if not isinstance(y, Tensor):
             raise TypeError(f"the problem's function returned {type(y).__name__}, not a Tensor")
         f = (y * y).sum(-1) if self.residual else y
@@ -149,7 +184,7 @@ class CountedFunction:
         self.calls += 1
         self.rows += rows
         self._values.append((self.rows, self.elapsed(), f.detach().reshape(-1).clone()))
-        return self._tap.apply(y)
+        return self._output_tap.apply(y)
 
     def _finished_values(self):
         """Recorded ``(rows, seconds, values)`` as float64 CPU tensors over the whole batch."""

@@ -139,7 +139,7 @@ def _char_task(context: int = 32) -> Callable[[int, torch.dtype, torch.device], 
         eval_idx = torch.randperm(len(windows), generator=torch.Generator().manual_seed(12345))
         eval_batch = (data[0][eval_idx[:64]], data[1][eval_idx[:64]])
         return TrainingSetup(
-            model, _sampler(len(windows), 32, gen, data), _cross_entropy, eval_batch
+            model, _sampler(len(windows), 16, gen, data), _cross_entropy, eval_batch
         )
 
     return build
