@@ -249,3 +249,16 @@ def test_non_finite_raises_or_skips_without_touching_state(case, where):
                 else value == after["state"][k][key]
             )
             assert same, key
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_a_group_added_later_gets_the_defaults(case):
+    problem = ToyProblem()
+    x0 = snapshot(problem.params())
+    first, second = two_groups(problem, case.lr)
+    opt = case.make([first])
+    opt.add_param_group(second)
+    table = run(case, problem, opt, STEPS)
+    expected = case.reference_for(opt, problem, x0, table)
+    for p, e in zip(problem.params(), expected):
+        assert torch.allclose(p.detach(), e, rtol=1e-8, atol=1e-10)

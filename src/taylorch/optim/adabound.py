@@ -94,7 +94,7 @@ class AdaBound(Optimizer):
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
-        base = group["initial_lr"]
+        base = group.setdefault("initial_lr", lr)  # a group added after construction
         final_lr = group["final_lr"] * lr / base if base > 0 else 0.0
         ms, vs, steps = [], [], []
         for p in params:
