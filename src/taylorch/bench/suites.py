@@ -91,10 +91,6 @@ def _nist(quick: bool, seed: int) -> list[Problem]:
     return [load_nist(n).as_problem(s) for n in NIST_NAMES for s in (1, 2)]
 
 
-def _nist_start2(quick: bool, seed: int) -> list[Problem]:
-    return _nist(True, seed) if quick else [load_nist(n).as_problem(2) for n in NIST_NAMES]
-
-
 def _batched(quick: bool, seed: int) -> list[Problem]:
     if quick:
         return [batched_problem("extended-rosenbrock", 16, 10, seed=seed)]
@@ -131,8 +127,8 @@ SUITES: dict[str, Suite] = {
               problems=_nist, methods="taylorch:lm,taylorch:dogleg-lsq,taylorch:bfgs,scipy:lm,scipy:trf",
               quick_methods="taylorch:lm,scipy:lm", peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs",
               settings=_budget(3000, 10.0, 500, 2.0)),
-        Suite("nist-default", "the 27 NIST StRD regressions from Start 2, a smaller budget",
-              problems=_nist_start2, methods="taylorch:lm,taylorch:dogleg-lsq,taylorch:bfgs,scipy:lm,scipy:trf",
+        Suite("nist-default", "the NIST suite with a smaller budget per fit",
+              problems=_nist, methods="taylorch:lm,taylorch:dogleg-lsq,taylorch:bfgs,scipy:lm,scipy:trf",
               quick_methods="taylorch:lm,scipy:lm", peers=f"{_PEERS_LSQ},scipy:bfgs,torchmin:bfgs",
               settings=_budget(1000, 3.0, 500, 2.0)),
         Suite("batched", "256 independent problems per family, one call for taylorch",
