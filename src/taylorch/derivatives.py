@@ -226,30 +226,45 @@ def value_grad_hessian(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(f(x), grad f(x), hessian f(x))`` from one call of ``f``.
 
-    The Hessian is built from ``n`` forward-over-reverse HVPs with the unit
-    vectors, run as one ``vmap``-ed call; the value and gradient come with it.
-    Cost: about ``n`` HVPs, vectorized.
+    The gradient is built with its graph; the Hessian's rows are then ``n``
+    backward passes through it with the unit vectors, run as one batched
+    backward (``is_grads_batched``). Cost: one gradient and about ``n`` HVPs.
     """
     check_point(x, batched)
-    n = x.shape[-1]
-
-    def summed(z: Tensor) -> tuple[Tensor, Tensor]:
-        out = f(z, *args)
-        check_scalar_output(out, z, batched)
-        return out.sum(), out
-
-    grad_f = torch.func.grad(summed, has_aux=True)
-
-    def column(e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        g, hv, value = _func_jvp(grad_f, (x.detach(),), (e,), has_aux=True)
-        return g, hv, value
-
     with torch.enable_grad():
-        g, cols, value = vmap(column)(_unit_batch(n, x))
-    # cols[i] = H e_i is column i of the symmetric H.
-    hess = cols if not batched else cols.permute(1, 2, 0)
-    hess = 0.5 * (hess + hess.transpose(-1, -2))
-    return value[0].detach(), g[0].detach(), hess.detach()
+        xr = x.detach().requires_grad_(True)
+        out = f(xr, *args)
+        check_scalar_output(out, x, batched)
+        if not out.requires_grad:  # f does not depend on x
+            zeros = torch.zeros_like(x)
+            return out.detach(), zeros, torch.zeros(*x.shape, x.shape[-1], dtype=x.dtype)
+        (g,) = torch.autograd.grad(out.sum(), xr, create_graph=True)
+    return out.detach(), g.detach(), hessian_from_gradient(g, xr)
+
+
+def hessian_from_gradient(g: Tensor, x: Tensor) -> Tensor:
+    """The dense Hessian from a gradient ``g`` built with ``create_graph=True`` at leaf ``x``.
+
+    ``x`` and ``g`` have shape ``(n,)`` or ``(B, n)``; the result ``(n, n)`` or
+    ``(B, n, n)``, symmetrized. The graph is kept for further products.
+    """
+    n = x.shape[-1]
+    if not g.requires_grad:  # f is at most linear in x
+        return torch.zeros(*x.shape, n, dtype=x.dtype, device=x.device)
+    basis = _unit_batch(n, x)
+    with torch.enable_grad():
+        try:
+            (rows,) = torch.autograd.grad(
+                g, x, basis, retain_graph=True, is_grads_batched=True, allow_unused=True
+            )
+        except RuntimeError:  # an op without a batching rule: one backward per row
+            rows = torch.stack(
+                [torch.autograd.grad(g, x, e, retain_graph=True, allow_unused=True)[0]
+                 for e in basis]
+            )  # fmt: skip
+    # rows[i] = e_i^T dg/dx, row i of the Hessian.
+    hess = rows.movedim(0, -2).detach()
+    return 0.5 * (hess + hess.transpose(-1, -2))
 
 
 def jacobian(

@@ -10,6 +10,7 @@ special case.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -59,6 +60,9 @@ class Objective:
         zeros = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.nfev, self.njev, self.n_hvp = zeros.clone(), zeros.clone(), zeros.clone()
         self.active = torch.ones(batch_size, dtype=torch.bool, device=device)
+        self._second_order = False  # set once a solver asks for curvature
+        self._graphs: list[_Graph] = []  # kept for the whole batch
+        self._recent: list[Tensor] = []  # per problem: the points it evaluated last
 
     # -- the function as a batched map ------------------------------------------------
     def fun(self, x: Tensor) -> Tensor:
@@ -88,9 +92,18 @@ class Objective:
         return _finite_or_inf(f.detach())
 
     def value_and_grad(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(f, g)``; where either is not finite, ``f`` is ``+inf`` and ``g`` zero."""
+        """``(f, g)``; where either is not finite, ``f`` is ``+inf`` and ``g`` zero.
+
+        Once the solver has asked for curvature, the gradient is built with its
+        graph and kept, so that curvature at an accepted trial point costs no
+        second evaluation.
+        """
         self._charge(mask, self.nfev)
         self._charge(mask, self.njev)
+        if self._second_order:
+            self._remember(x, self.active if mask is None else mask)
+            graph = self._build(x)
+            return _mark_nonfinite(graph.f, graph.g.detach())
         f, g = derivatives.value_and_grad(self.fun, x, batched=True)
         return _mark_nonfinite(f, g)
 
@@ -101,42 +114,92 @@ class Objective:
 
         Each product is charged as one HVP to the problems in ``mask``; a product
         ``matvec(v, rows)`` only to those of them in ``rows`` (an inner loop whose
-        problems finish at different times).
+        problems finish at different times). At a point evaluated just before,
+        the kept graph is reused and nothing is charged but the products.
         """
-        self._charge(mask, self.nfev)
-        self._charge(mask, self.njev)
-        with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
-            f = self.fun(xr)
-            (g,) = torch.autograd.grad(f.sum(), xr, create_graph=True)
+        graph = self._graph_at(x, mask)
         charged = self.active.clone() if mask is None else mask & self.active
 
         def matvec(v: Tensor, rows: Tensor | None = None) -> Tensor:
             self.n_hvp.add_((charged if rows is None else charged & rows).long())
-            if not g.requires_grad:  # the objective is at most linear
+            if not graph.g.requires_grad:  # the objective is at most linear
                 return torch.zeros_like(v)
             with torch.enable_grad():
-                (hv,) = torch.autograd.grad(g, xr, v, retain_graph=True, allow_unused=True)
+                (hv,) = torch.autograd.grad(
+                    graph.g, graph.x, v, retain_graph=True, allow_unused=True
+                )
             return torch.zeros_like(v) if hv is None else hv.detach()
 
-        fv, gv = _mark_nonfinite(f.detach(), g.detach())
+        fv, gv = _mark_nonfinite(graph.f, graph.g.detach())
         return fv, gv, matvec
 
     def value_grad_hessian(
         self, x: Tensor, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(f, g, H)`` with the dense Hessian ``(B, n, n)`` from one call of ``fun``.
+        """``(f, g, H)`` with the dense Hessian ``(B, n, n)``.
 
-        Charged as one evaluation, one gradient and ``n`` HVPs.
+        Charged as one evaluation and one gradient (none at a point evaluated
+        just before) and ``n`` HVPs.
         """
-        self._charge(mask, self.nfev)
-        self._charge(mask, self.njev)
+        graph = self._graph_at(x, mask)
         self._charge(mask, self.n_hvp, x.shape[-1])
-        f, g, hess = derivatives.value_grad_hessian(self.fun, x.detach(), batched=True)
-        f, g = _mark_nonfinite(f, g)
+        hess = derivatives.hessian_from_gradient(graph.g, graph.x)
+        f, g = _mark_nonfinite(graph.f, graph.g.detach())
         ok = torch.isfinite(hess).flatten(1).all(dim=1)
         f = torch.where(ok, f, torch.full_like(f, torch.inf))
         return f, g, torch.where(ok[:, None, None], hess, torch.zeros_like(hess))
+
+    # -- the kept gradient graphs ------------------------------------------------------
+    def _build(self, x: Tensor) -> _Graph:
+        """Evaluate ``f`` and ``g`` with the graph of ``g``, and keep it (uncharged)."""
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            f = self.fun(xr)
+            if f.requires_grad:
+                (g,) = torch.autograd.grad(f.sum(), xr, create_graph=True)
+            else:  # f does not depend on x
+                g = torch.zeros_like(xr)
+        graph = _Graph(point=x.detach().clone(), x=xr, f=f.detach(), g=g)
+        self._graphs = [graph, *self._graphs][:_KEPT_GRAPHS]
+        return graph
+
+    def _graph_at(self, x: Tensor, mask: Tensor | None) -> _Graph:
+        """The graph at ``x``: a kept one if ``x`` was evaluated just before, else a new one."""
+        self._second_order = True
+        # Charged to the problems that did not evaluate this point themselves just before:
+        # what each would have paid alone, whatever the rest of the batch needed.
+        seen = torch.zeros_like(self.active)
+        for point in self._recent:
+            seen |= (point == x).all(dim=-1)
+        rows = ~seen if mask is None else mask & ~seen
+        self._charge(rows, self.nfev)
+        self._charge(rows, self.njev)
+        self._remember(x, rows)
+        for graph in self._graphs:
+            if torch.equal(graph.point, x):
+                return graph
+        return self._build(x)
+
+    def _remember(self, x: Tensor, rows: Tensor) -> None:
+        """Push ``x`` onto the recent points of the problems in ``rows``."""
+        if not self._recent:
+            self._recent = [torch.full_like(x, torch.nan) for _ in range(_KEPT_GRAPHS)]
+        keep = (rows & self.active)[:, None]
+        for k in range(len(self._recent) - 1, 0, -1):
+            self._recent[k] = torch.where(keep, self._recent[k - 1], self._recent[k])
+        self._recent[0] = torch.where(keep, x.detach(), self._recent[0])
+
+
+class _Graph(NamedTuple):
+    point: Tensor  # where it was built (a detached copy, to recognise the point again)
+    x: Tensor  # the leaf that g was differentiated against
+    f: Tensor
+    g: Tensor  # with its graph (create_graph=True)
+
+
+# The current iterate and the last trial point: a rejected trust-region step returns to
+# the iterate, an accepted one moves to the trial point; both are then evaluated already.
+_KEPT_GRAPHS = 2
 
 
 def _finite_or_inf(f: Tensor) -> Tensor:
