@@ -74,7 +74,8 @@ def run(
                     exhausted.rows, torch.full_like(status, Status.MAX_FEV), status
                 )
                 continue
-            state = masked_update(active, new, state)
+            # Every problem still running (always so for one problem): nothing to mask.
+            state = new if bool(active.all()) else masked_update(active, new, state)
             nit += active.long()
             status = torch.where(active, step_status, status)
             best.update(state, active, converged=active & (step_status == Status.CONVERGED))
