@@ -213,7 +213,14 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
             "residuals": r,
             "cost": cost,
             "grad": g,
-            "optimality": optimality(x, cost, g, r_eff, j_eff, objective),
+            "optimality": optimality(
+                x,
+                cost,
+                g,
+                torch.linalg.vector_norm(j_eff, dim=-2)
+                * torch.linalg.vector_norm(r_eff, dim=-1, keepdim=True),
+                objective,
+            ),
             "covariance": pcov,
             "stderr": stderr,
         }

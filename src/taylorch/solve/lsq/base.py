@@ -3,7 +3,7 @@
 A least-squares method is a :class:`~taylorch.solve.methods.base.Solver` over
 a :class:`~taylorch.solve.lsq.objective.ResidualObjective`; ``State.f`` is the
 cost, ``State.g = J^T r`` its gradient, and ``State.memory`` carries the
-residual ``r`` ``(B, m)``, the Jacobian ``J`` ``(B, m, n)`` and the scales
+triangular factor of ``[J | r]`` (see :class:`Linearization`) and the scales
 ``d`` ``(B, n)`` (Moré's ``D``: the largest column norms of ``J`` seen so far),
 plus what the stopping tests read. The tests are scale-invariant, as in
 MINPACK (Moré, Garbow & Hillstrom, "User guide for MINPACK-1", 1980):
@@ -20,6 +20,8 @@ MINPACK (Moré, Garbow & Hillstrom, "User guide for MINPACK-1", 1980):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -28,46 +30,86 @@ from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.methods.base import Solver, State, Tolerances
 from taylorch.solve.result import Status
 
-__all__ = ["LeastSquaresSolver", "column_norms", "initial_scales", "lsq_memory"]
+__all__ = ["LeastSquaresSolver", "Linearization", "initial_scales", "linearize"]
 
 
-def column_norms(jac: Tensor) -> Tensor:
-    """``|J_j|`` for every column, ``(B, n)``."""
-    return torch.linalg.vector_norm(jac, dim=-2)
+@dataclass
+class Linearization:
+    """What a dense method keeps of one evaluation at ``x``: everything its model needs.
+
+    ``f`` the cost ``(B,)``; ``g = J^T r`` ``(B, n)``; ``rfac`` and ``qtr``, the
+    triangle ``R`` ``(B, k, n)`` and ``Q^T r`` ``(B, k)`` of a QR factorization of
+    ``[J | r]`` (``k = min(m, n + 1)``), which hold all of ``J^T J = R^T R`` and
+    ``J^T r = R^T Q^T r`` without squaring the condition number; ``rmax = max |r_i|``;
+    ``optimality`` (see :func:`optimality`); ``jac`` the Jacobian itself only when
+    asked for. A method's memory and per-problem updates so do not grow with ``m``.
+    """
+
+    f: Tensor
+    g: Tensor
+    rfac: Tensor | None
+    qtr: Tensor | None
+    rmax: Tensor
+    optimality: Tensor
+    jac: Tensor | None = None
+
+    def column_norms(self) -> Tensor:
+        """``|J_j|``, from ``R`` (orthogonal transformations keep column norms)."""
+        return torch.linalg.vector_norm(self.rfac, dim=-2)
+
+    def memory(self) -> dict[str, Tensor]:
+        out = {"rmax": self.rmax, "optimality": self.optimality}
+        if self.rfac is not None:
+            out.update(rfac=self.rfac, qtr=self.qtr)
+        if self.jac is not None:
+            out["J"] = self.jac
+        return out
 
 
-def initial_scales(jac: Tensor) -> Tensor:
-    """Moré's initial ``D``: the column norms, with 1 for zero columns."""
-    norms = column_norms(jac)
+def linearize(
+    objective: ResidualObjective, x: Tensor, mask: Tensor | None, *, keep_jacobian: bool = False
+) -> Linearization:
+    """Evaluate ``r`` and ``J`` at ``x`` (one call) and reduce them to a :class:`Linearization`.
+
+    Cost: the evaluation plus one Householder QR of the ``m x (n + 1)`` matrix ``[J | r]``.
+    """
+    f, r, jac = objective.residual_and_jacobian(x, mask=mask)
+    n = jac.shape[-1]
+    tri = torch.linalg.qr(torch.cat([jac, r[..., None]], dim=-1), mode="r").R
+    rfac, qtr = tri[..., :n], tri[..., n]
+    g = (rfac.mT @ qtr[..., None])[..., 0]
+    norms = torch.linalg.vector_norm(rfac, dim=-2)
+    rnorm = torch.linalg.vector_norm(r, dim=-1)
+    return Linearization(
+        f=f,
+        g=g,
+        rfac=rfac,
+        qtr=qtr,
+        rmax=r.abs().amax(dim=-1),
+        optimality=optimality(x, f, g, norms * rnorm[:, None], objective),
+        jac=jac if keep_jacobian else None,
+    )
+
+
+def initial_scales(norms: Tensor) -> Tensor:
+    """Moré's initial ``D``: the column norms of ``J``, with 1 for zero columns."""
     return torch.where(norms > 0, norms, torch.ones_like(norms))
 
 
 def optimality(
-    x: Tensor, f: Tensor, g: Tensor, r: Tensor, jac: Tensor, objective: ResidualObjective
+    x: Tensor, f: Tensor, g: Tensor, scale: Tensor, objective: ResidualObjective
 ) -> Tensor:
-    """The largest cosine between ``r`` and a free column of ``J`` (``inf`` where ``f`` is not)."""
-    scale = column_norms(jac) * torch.linalg.vector_norm(r, dim=-1, keepdim=True)
+    """``max_j |g_j| / scale_j`` over the free variables (``inf`` where ``f`` is not finite).
+
+    With ``scale_j = |J_j| |r|`` this is the largest cosine between ``r`` and a
+    column of ``J``.
+    """
     cosine = torch.where(scale > 0, g.abs() / torch.where(scale > 0, scale, 1.0), 0.0)
     free = free_variables(x, g, objective.lower, objective.upper)
     if free is not None:
         cosine = torch.where(free, cosine, 0.0)
     value = cosine.amax(dim=-1)
     return torch.where(torch.isfinite(f), value, torch.full_like(value, torch.inf))
-
-
-def lsq_memory(
-    objective: ResidualObjective, x: Tensor, f: Tensor, r: Tensor, jac: Tensor, d: Tensor
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """``(g, memory)`` for a point with residual ``r`` and Jacobian ``J``."""
-    g = (jac.mT @ r[..., None])[..., 0]
-    memory = {
-        "r": r,
-        "J": jac,
-        "d": d,
-        "optimality": optimality(x, f, g, r, jac, objective),
-        "xnorm": torch.linalg.vector_norm(d * x, dim=-1),
-    }
-    return g, memory
 
 
 class LeastSquaresSolver(Solver):

@@ -13,7 +13,7 @@ Newton-Raphson with a line search (Dennis & Schnabel, *Numerical Methods for
 Unconstrained Optimization and Nonlinear Equations*, 1983, Alg. 6.3.1).
 Cost per iteration: one residual evaluation per line-search trial plus one
 residual-and-Jacobian evaluation at the accepted point; ``O(m n^2)`` flops
-for the step (the SVD of :class:`~taylorch.solve.lsq.model.GaussNewtonModel`).
+for the step (:class:`~taylorch.solve.lsq.model.GaussNewtonModel`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from taylorch.solve.line_search import Armijo, LineSearch
-from taylorch.solve.lsq.base import LeastSquaresSolver, initial_scales, lsq_memory
+from taylorch.solve.lsq.base import LeastSquaresSolver, Linearization, initial_scales, linearize
 from taylorch.solve.lsq.model import GaussNewtonModel
 from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.methods.base import State
@@ -47,14 +47,16 @@ class GaussNewton(LeastSquaresSolver):
         self.line_search = line_search if line_search is not None else Armijo(with_gradient=False)
 
     def init(self, objective: ResidualObjective, x0: Tensor) -> State:
-        f, r, jac = objective.residual_and_jacobian(x0)
-        g, memory = lsq_memory(objective, x0, f, r, jac, initial_scales(jac))
-        return State.start(x0, f, g, **memory)
+        lin = linearize(objective, x0, None)
+        return State.start(x0, lin.f, lin.g, **lin.memory())
 
     def step(self, objective: ResidualObjective, state: State) -> State:
         mem = state.memory
-        d = mem["d"]
-        model = GaussNewtonModel(mem["J"], mem["r"], d)
+        lin = Linearization(
+            state.f, state.g, mem["rfac"], mem["qtr"], mem["rmax"], mem["optimality"]
+        )
+        d = initial_scales(lin.column_norms())
+        model = GaussNewtonModel(mem["rfac"], mem["qtr"], d)
         p = model.gauss_newton() / d
         uphill = ~((state.g * p).sum(dim=-1) < 0) | ~torch.isfinite(p).all(dim=-1)
         p = torch.where(uphill[:, None], -state.g, p)
@@ -62,23 +64,30 @@ class GaussNewton(LeastSquaresSolver):
         found = self.line_search.search(objective, state.x, state.f, state.g, p, t0)
 
         ok = found.ok
-        f_new, r_new, j_new = objective.residual_and_jacobian(found.x, mask=objective.active & ok)
-        rows, cols = ok[:, None], ok[:, None, None]
+        new = linearize(objective, found.x, objective.active & ok)
+        memory = {
+            k: torch.where(ok.reshape(-1, *[1] * (v.ndim - 1)), v, old)
+            for (k, v), old in zip(new.memory().items(), lin.memory().values())
+        }
+        rows = ok[:, None]
         x_out = torch.where(rows, found.x, state.x)
-        f_out = torch.where(ok, f_new, state.f)
-        r_out = torch.where(rows, r_new, mem["r"])
-        j_out = torch.where(cols, j_new, mem["J"])
-        g_out, memory = lsq_memory(objective, x_out, f_out, r_out, j_out, initial_scales(j_out))
         s = d * (x_out - state.x)
         # A failed search moved nothing: the ftol test then asks whether the model
         # promised any decrease at all for the full step; the step-size test must not pass.
         memory.update(
-            actred=state.f - f_out,
+            xnorm=torch.linalg.vector_norm(d * x_out, dim=-1),
+            actred=state.f - torch.where(ok, new.f, state.f),
             prered=model.decrease(torch.where(rows, s, d * p)),
             bound=torch.where(ok, torch.linalg.vector_norm(s, dim=-1), torch.nan),
         )
         flag = torch.where(ok, state.flag, torch.full_like(state.flag, Status.NO_PROGRESS))
-        return State(x=x_out, f=f_out, g=g_out, flag=flag, memory=memory)
+        return State(
+            x=x_out,
+            f=torch.where(ok, new.f, state.f),
+            g=torch.where(rows, new.g, state.g),
+            flag=flag,
+            memory=memory,
+        )
 
 
 def _unit_length(g: Tensor) -> Tensor:

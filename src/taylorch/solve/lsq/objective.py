@@ -133,10 +133,12 @@ class ResidualObjective(Objective):
         self._charge(mask, self.nfev)
         self._charge(mask, self.njev)
         r, jac = self._value_and_jacobian(x.detach())
-        ok = torch.isfinite(r).all(dim=-1) & torch.isfinite(jac).flatten(1).all(dim=1)
+        # A sum is finite iff every term is (barring overflow): one pass, no temporaries.
+        ok = torch.isfinite(r.sum(dim=-1)) & torch.isfinite(jac.sum(dim=(-2, -1)))
         cost = self._cost(r, ok)
-        r = torch.where(ok[:, None], r, torch.zeros_like(r))
-        jac = torch.where(ok[:, None, None], jac, torch.zeros_like(jac))
+        if not bool(ok.all()):
+            r = torch.where(ok[:, None], r, torch.zeros_like(r))
+            jac = torch.where(ok[:, None, None], jac, torch.zeros_like(jac))
         if raw:
             return cost, r, jac
         r_eff, root_w = self.loss.effective(r)
@@ -209,7 +211,7 @@ class ResidualObjective(Objective):
 
     # -- helpers ------------------------------------------------------------------------
     def _cost(self, r: Tensor, ok: Tensor) -> Tensor:
-        cost = self.loss.cost(torch.where(ok[:, None], r, torch.zeros_like(r)))
+        cost = self.loss.cost(r)
         return torch.where(ok & torch.isfinite(cost), cost, torch.full_like(cost, torch.inf))
 
     def _value_and_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -217,8 +219,8 @@ class ResidualObjective(Objective):
         n = x.shape[-1]
         mode = self.jac
         if mode == "auto":
-            # Before the first call m is unknown; reverse mode needs no guess.
-            mode = "forward" if self.size is not None and self.size >= n else "reverse"
+            # Before the first call m is unknown: least squares and root finding have m >= n.
+            mode = "forward" if self.size is None or self.size >= n else "reverse"
         if mode == "forward":
             basis = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, *x.shape)
             out, cols = vmap(lambda e: jvp(self.residual_map, (x,), (e,)))(basis)

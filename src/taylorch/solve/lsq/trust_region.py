@@ -2,8 +2,9 @@
 
 One iteration, for every problem of the batch (Moré 1978; MINPACK ``lmder``)::
 
-    A, g_s = scaled Gram matrix and gradient (D = running max of column norms of J)
-    u      = subproblem(A, g_s, Delta)          # LM: argmin model in |u| <= Delta
+    model  = Gauss-Newton model in scaled variables u = D p
+             (D = running max of the column norms of J)
+    u      = subproblem(model, Delta)            # LM: argmin model in |u| <= Delta
     (first iteration: Delta = min(Delta, |u|))
     x+     = P(x + D^-1 u)                       # P: projection onto the box, if any
     rho    = (f(x) - f(x+)) / (model decrease)
@@ -12,14 +13,19 @@ One iteration, for every problem of the batch (Moré 1978; MINPACK ``lmder``)::
     accept x+ if rho >= 1e-4;  D = max(D, column norms of J(x+))
 
 The residual and its Jacobian come from one call at each trial point, so a
-step costs one evaluation (plus one for the geodesic acceleration). The
-subproblem costs ``O(m n^2)`` to form ``A`` and ``O(n^3)`` per Cholesky
-factorization (a few per step for LM, one for dogleg).
+step costs one evaluation (plus one for the geodesic acceleration, and one more
+linearization in matrix-free mode). The subproblem costs ``O(m n^2)`` for a QR
+factorization of ``[J | r]`` and ``O(n^3)`` for an SVD of its triangle
+(:class:`~taylorch.solve.lsq.model.GaussNewtonModel`), or CG iterations of two
+Jacobian products each (:class:`~taylorch.solve.lsq.operator_model.OperatorModel`).
 
-With ``geodesic=True`` the LM step ``v`` gets Transtrum & Sethna's second-order
-correction ``a = -(A + lambda I)^-1 D^-1 J^T r_vv`` (``r_vv`` the second
-directional derivative of the residual along ``v``, exact by forward-over-
-forward mode), kept when ``2 |a| <= alpha |v|``; the step is ``v + a / 2``.
+With ``geodesic=True`` a step ``v`` that the radius holds back (``lambda > 0``)
+gets Transtrum & Sethna's second-order correction
+``a = -(J_s^T J_s + lambda I)^-1 J_s^T r_vv`` (``r_vv`` the second directional
+derivative of the residual along ``v``, exact by forward-over-forward mode),
+kept when ``2 |a| <= alpha |v|``; the step is ``v + a / 2``, judged against the
+decrease the model predicts for ``v``. In a long curved valley this lets the
+radius grow along the valley instead of collapsing onto its curvature.
 
 References:
     J. J. Moré, "The Levenberg-Marquardt algorithm: implementation and theory", 1978.
@@ -33,15 +39,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from taylorch.solve.lsq.base import (
-    LeastSquaresSolver,
-    column_norms,
-    initial_scales,
-    lsq_memory,
-)
+from taylorch.solve.lsq.base import LeastSquaresSolver, Linearization, initial_scales, linearize
 from taylorch.solve.lsq.bounds import bounded_cauchy_step, free_variables, project
 from taylorch.solve.lsq.model import GaussNewtonModel
 from taylorch.solve.lsq.objective import ResidualObjective
+from taylorch.solve.lsq.operator_model import OperatorModel, operator_optimality
 from taylorch.solve.methods.base import State
 from taylorch.solve.result import Status
 
@@ -54,18 +56,20 @@ class TrustRegionLSQ(LeastSquaresSolver):
     Args:
         initial_radius: the first radius is ``initial_radius * |D x0|`` (or
             ``initial_radius`` itself when ``D x0 = 0``); MINPACK's ``factor``.
+        scaling: Moré's column scaling ``D``; ``False`` for ``D = I``.
     """
 
     supports_bounds = True
+    needs_jacobian = False  # whether the model must keep J itself (not only J^T J)
 
     def __init__(self, *, initial_radius: float = 100.0, scaling: bool = True):
         if not initial_radius > 0:
             raise ValueError(f"initial_radius must be > 0, got {initial_radius}")
         self.initial_radius = float(initial_radius)
-        self.scaling = scaling
+        self.scaling = bool(scaling)
 
     def subproblem(
-        self, model: GaussNewtonModel, radius: Tensor, memory: dict[str, Tensor]
+        self, model: GaussNewtonModel | OperatorModel, radius: Tensor, memory: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``(u, lambda, newton)``: the step in scaled variables, the LM shift (0 if none),
         and whether the step is the Gauss-Newton step."""
@@ -75,27 +79,54 @@ class TrustRegionLSQ(LeastSquaresSolver):
         self,
         objective: ResidualObjective,
         state: State,
-        model: GaussNewtonModel,
+        model: GaussNewtonModel | OperatorModel,
         u: Tensor,
         lam: Tensor,
     ) -> Tensor:
         """A correction of the step ``u`` before it is tried (none by default)."""
         return u
 
+    # -- evaluation ---------------------------------------------------------------------
+    def _evaluate(self, objective: ResidualObjective, x: Tensor, mask: Tensor | None):
+        """``(linearization, g)`` at ``x`` from one call; matrix-free: no Gram matrix."""
+        if objective.jac != "matrix-free":
+            lin = linearize(objective, x, mask, keep_jacobian=self.needs_jacobian)
+            return lin, lin.g
+        f, r, matvec, rmatvec = objective.linearize(x, mask=mask)
+        free = free_variables(x, rmatvec(r), objective.lower, objective.upper)
+        model = OperatorModel(r, matvec, rmatvec, free)
+        opt = operator_optimality(model.g, r, model.jvp(model.g))
+        opt = torch.where(torch.isfinite(f), opt, torch.full_like(opt, torch.inf))
+        lin = Linearization(f, model.g, None, None, r.abs().amax(dim=-1), opt)
+        return lin, model.g
+
+    def _model(self, objective: ResidualObjective, state: State, free: Tensor | None):
+        mem = state.memory
+        if objective.jac != "matrix-free":
+            return GaussNewtonModel(mem["rfac"], mem["qtr"], mem["d"], free, mem.get("J"))
+        # Products need the graph at x: linearize again (one more evaluation).
+        _, r, matvec, rmatvec = objective.linearize(state.x, mask=objective.active)
+        return OperatorModel(r, matvec, rmatvec, free)
+
+    # -- the loop -----------------------------------------------------------------------
     def init(self, objective: ResidualObjective, x0: Tensor) -> State:
-        f, r, jac = objective.residual_and_jacobian(x0)
-        d = initial_scales(jac) if self.scaling else torch.ones_like(x0)
-        g, memory = lsq_memory(objective, x0, f, r, jac, d)
-        xnorm = memory["xnorm"]
+        lin, g = self._evaluate(objective, x0, None)
+        if lin.rfac is None or not self.scaling:
+            d = torch.ones_like(x0)
+        else:
+            d = initial_scales(lin.column_norms())
+        xnorm = torch.linalg.vector_norm(d * x0, dim=-1)
         radius = torch.where(xnorm > 0, self.initial_radius * xnorm, self.initial_radius)
         return State.start(
             x0,
-            f,
+            lin.f,
             g,
+            d=d,
+            xnorm=xnorm,
             radius=radius,
-            lam=torch.zeros_like(f),
-            first=torch.ones_like(f, dtype=torch.bool),
-            **memory,
+            lam=torch.zeros_like(lin.f),
+            first=torch.ones_like(lin.f, dtype=torch.bool),
+            **lin.memory(),
         )
 
     def step(self, objective: ResidualObjective, state: State) -> State:
@@ -103,7 +134,7 @@ class TrustRegionLSQ(LeastSquaresSolver):
         x, f, radius, d = state.x, state.f, mem["radius"], mem["d"]
         lower, upper = objective.lower, objective.upper
         free = free_variables(x, state.g, lower, upper)
-        model = GaussNewtonModel(mem["J"], mem["r"], d, free)
+        model = self._model(objective, state, free)
         u, lam, newton = self.subproblem(model, radius, mem)
         radius = torch.where(
             mem["first"], torch.minimum(radius, torch.linalg.vector_norm(u, dim=-1)), radius
@@ -121,25 +152,28 @@ class TrustRegionLSQ(LeastSquaresSolver):
             x_try, s = torch.where(use_c, x_c, x_try), torch.where(use_c, s_c, s)
             pred = torch.maximum(pred, pred_c)
 
-        f_new, r_new, j_new = objective.residual_and_jacobian(x_try, mask=objective.active)
+        lin, g_new = self._evaluate(objective, x_try, objective.active)
+        f_new = lin.f
         actred = f - f_new
         ratio = torch.where(pred > 0, actred / torch.where(pred > 0, pred, 1.0), -torch.inf)
         radius, lam = _update_radius(radius, lam, newton, ratio, actred, f, f_new, model.g, s)
         accept = ratio >= 1e-4
 
-        d_new = torch.where(
-            accept[:, None] & self.scaling, torch.maximum(d, column_norms(j_new)), d
-        )
-        rows, cols = accept[:, None], accept[:, None, None]
+        rows = accept[:, None]
+        memory = {
+            k: torch.where(accept.reshape(-1, *[1] * (v.ndim - 1)), v, mem[k])
+            for k, v in lin.memory().items()
+        }
+        if lin.rfac is not None and self.scaling:
+            d = torch.where(rows, torch.maximum(d, lin.column_norms()), d)
         x_out = torch.where(rows, x_try, x)
-        f_out = torch.where(accept, f_new, f)
-        r_out = torch.where(rows, r_new, mem["r"])
-        j_out = torch.where(cols, j_new, mem["J"])
-        g_out, memory = lsq_memory(objective, x_out, f_out, r_out, j_out, d_new)
+        xnorm = torch.linalg.vector_norm(d * x_out, dim=-1)
         eps = torch.finfo(x.dtype).eps
-        stuck = ~(radius > eps * memory["xnorm"])  # also catches a radius of 0 or NaN
+        stuck = ~(radius > eps * xnorm)  # also catches a radius of 0 or NaN
         flag = torch.where(stuck, torch.full_like(state.flag, Status.NO_PROGRESS), state.flag)
         memory.update(
+            d=d,
+            xnorm=xnorm,
             radius=radius,
             lam=lam,
             first=torch.zeros_like(mem["first"]),
@@ -147,7 +181,13 @@ class TrustRegionLSQ(LeastSquaresSolver):
             prered=pred,
             bound=radius,
         )
-        return State(x=x_out, f=f_out, g=g_out, flag=flag, memory=memory)
+        return State(
+            x=x_out,
+            f=torch.where(accept, f_new, f),
+            g=torch.where(rows, g_new, state.g),
+            flag=flag,
+            memory=memory,
+        )
 
 
 def _update_radius(
@@ -215,9 +255,15 @@ class LevenbergMarquardt(TrustRegionLSQ):
         self.geodesic = bool(geodesic)
         self.alpha = float(alpha)
 
+    @property
+    def needs_jacobian(self) -> bool:
+        return self.geodesic
+
     def init(self, objective: ResidualObjective, x0: Tensor) -> State:
         if self.geodesic and not objective.loss.is_linear:
             raise ValueError("geodesic acceleration needs loss='linear'")
+        if self.geodesic and objective.jac == "matrix-free":
+            raise ValueError("geodesic acceleration needs a dense Jacobian, not jac='matrix-free'")
         return super().init(objective, x0)
 
     def subproblem(self, model, radius, memory):
@@ -230,7 +276,7 @@ class LevenbergMarquardt(TrustRegionLSQ):
         if not self.geodesic or not bool(bound.any()):
             return u
         rvv = objective.second_directional(state.x, u / state.memory["d"], mask=bound)
-        acc = model.solve(model.coordinates(rvv), lam)
+        acc = model.solve(model.coordinates(model.pullback(rvv)), lam)
         unorm = torch.linalg.vector_norm(u, dim=-1)
         small = bound & (2 * torch.linalg.vector_norm(acc, dim=-1) <= self.alpha * unorm)
         return torch.where(small[:, None], u + 0.5 * acc, u)
@@ -244,6 +290,13 @@ class Dogleg(TrustRegionLSQ):
     """
 
     name = "dogleg"
+
+    def init(self, objective: ResidualObjective, x0: Tensor) -> State:
+        if objective.jac == "matrix-free":
+            raise ValueError(
+                "dogleg needs a dense Jacobian; use method='lm' with jac='matrix-free'"
+            )
+        return super().init(objective, x0)
 
     def subproblem(self, model, radius, memory):
         u, newton = model.dogleg(radius)

@@ -25,6 +25,8 @@ fixed-point iterations", SIAM J. Numer. Anal. 49, 2011.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -41,7 +43,8 @@ class Anderson(RootSolver):
 
     Args:
         m: how many past differences to combine (0: the plain iteration).
-        beta: mixing parameter (the step of the plain iteration ``x + beta F``).
+        beta: mixing parameter (the step of the plain iteration ``x + beta F``); take it
+            near ``-1 / lambda`` when the Jacobian of ``F`` is near ``lambda I``.
         regularization: Tikhonov weight, relative to ``trace(dF^T dF) / m``, for ``gamma``.
     """
 
@@ -52,8 +55,8 @@ class Anderson(RootSolver):
     def __init__(self, *, m: int = 5, beta: float = 1.0, regularization: float = 1e-10):
         if isinstance(m, bool) or not isinstance(m, int) or m < 0:
             raise ValueError(f"m must be an integer >= 0, got {m!r}")
-        if not beta > 0:
-            raise ValueError(f"beta must be > 0, got {beta}")
+        if not (math.isfinite(beta) and beta != 0):
+            raise ValueError(f"beta must be a finite nonzero number, got {beta}")
         if not regularization >= 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         self.m, self.beta, self.regularization = m, float(beta), float(regularization)
@@ -68,6 +71,7 @@ class Anderson(RootSolver):
             f,
             None,
             r=r,
+            rmax=r.abs().amax(dim=-1),
             dx=zeros,
             df=zeros.clone(),
             count=torch.zeros(batch, dtype=torch.long, device=x0.device),
@@ -123,6 +127,7 @@ class Anderson(RootSolver):
             flag=flag,
             memory={
                 "r": torch.where(keep, r_new, r),
+                "rmax": torch.where(keep, r_new, r).abs().amax(dim=-1),
                 "dx": dx,
                 "df": df,
                 "count": torch.where(finite, torch.clamp(count + 1, max=self.m), count),

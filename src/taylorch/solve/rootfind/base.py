@@ -3,7 +3,7 @@
 A root finder is a :class:`~taylorch.solve.methods.base.Solver` over a
 :class:`~taylorch.solve.lsq.objective.ResidualObjective` whose residual is
 ``F`` (square: ``m = n``); its cost ``0.5 |F|^2`` is the merit function that
-line searches and trust regions decrease. ``State.memory["r"]`` holds ``F(x)``.
+line searches and trust regions decrease. ``State.memory["rmax"]`` holds ``max |F_i(x)|``.
 
 Tolerances (resolved by :func:`~taylorch.root`): ``ftol`` is the absolute
 tolerance on ``max |F_i|`` -- the only way to ``CONVERGED``; ``xtol`` and
@@ -42,8 +42,8 @@ def check_square(objective: ResidualObjective, n: int) -> None:
 class RootSolver(Solver):
     """Base of the root finders: converged when ``max |F_i| <= ftol``.
 
-    Subclasses leave in ``memory``: ``r`` (``F``), ``bound`` (the step bound for the
-    stall test) and ``xnorm``.
+    Subclasses leave in ``memory``: ``rmax`` (``max |F_i|``), ``bound`` (the step bound
+    for the stall test) and ``xnorm``.
     """
 
     order = 1
@@ -53,7 +53,7 @@ class RootSolver(Solver):
         return Tolerances(gtol=eps, xtol=16 * eps, ftol=eps ** (2 / 3))
 
     def stationary(self, state: State, tol: Tolerances) -> Tensor:
-        return state.memory["r"].abs().amax(dim=-1) <= tol.ftol
+        return state.memory["rmax"] <= tol.ftol
 
     def stalled(self, old: State, new: State, tol: Tolerances) -> Tensor:
         """Whether the method can make no further progress (default: its step bound collapsed)."""

@@ -76,6 +76,7 @@ class Broyden(RootSolver):
             f,
             None,
             r=r,
+            rmax=r.abs().amax(dim=-1),
             H=h,
             fresh=torch.ones_like(f, dtype=torch.bool),
             bound=torch.full_like(f, torch.inf),
@@ -145,6 +146,7 @@ class Broyden(RootSolver):
             flag=flag,
             memory={
                 "r": r_new,
+                "rmax": r_new.abs().amax(dim=-1),
                 "H": h_new,
                 "fresh": reset,
                 "bound": torch.where(

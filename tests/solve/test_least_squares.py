@@ -1,0 +1,384 @@
+"""least_squares and curve_fit: checked against linear algebra, scipy, and counted calls."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+import taylorch
+from taylorch import Status
+from taylorch.solve.lsq import LSQ_METHODS, LevenbergMarquardt
+
+F64 = torch.float64
+METHODS = sorted(LSQ_METHODS)
+TIGHT = {"xtol": 1e-15, "ftol": 1e-15, "gtol": 1e-15}  # scipy to full accuracy
+
+
+def decay_data(seed=0, n=40):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 4, n, dtype=F64)
+    y = 2.5 * torch.exp(-1.3 * t) + 0.4 + 0.01 * torch.randn(n, generator=g, dtype=F64)
+    return t, y
+
+
+def decay_residual(t, y):
+    return lambda p: p[0] * torch.exp(-p[1] * t) + p[2] - y
+
+
+def scipy_fit(t, y, x0=None, **kw):
+    tn, yn = t.numpy(), y.numpy()
+
+    def fun(p):
+        return p[0] * np.exp(-p[1] * tn) + p[2] - yn
+
+    def jac(p):
+        e = np.exp(-p[1] * tn)
+        return np.stack([e, -p[0] * tn * e, np.ones_like(tn)], 1)
+
+    x0 = np.ones(3) if x0 is None else x0.numpy()
+    return scipy.optimize.least_squares(fun, x0, jac=jac, **TIGHT, **kw)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_least_squares_matches_lstsq(method):
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(30, 5, generator=g, dtype=F64)
+    b = torch.randn(30, generator=g, dtype=F64)
+    res = taylorch.least_squares(lambda x: a @ x - b, torch.zeros(5, dtype=F64), method=method)
+    expected = torch.linalg.lstsq(a, b[:, None]).solution[:, 0]
+    assert res.success
+    torch.testing.assert_close(res.x, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(res.jac, a)
+    torch.testing.assert_close(res.residuals, a @ expected - b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nonlinear_fit_matches_scipy(method):
+    t, y = decay_data()
+    res = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64), method=method)
+    ref = scipy_fit(t, y)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-9)
+    assert math.isclose(res.cost, ref.cost, rel_tol=1e-10)
+    xr = res.x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(0.5 * decay_residual(t, y)(xr).pow(2).sum(), xr)
+    torch.testing.assert_close(res.grad, g, rtol=1e-8, atol=1e-14)
+    # Covariance as scipy's curve_fit computes it.
+    _, pcov = scipy.optimize.curve_fit(
+        lambda tt, a, b, c: a * np.exp(-b * tt) + c, t.numpy(), y.numpy(), p0=np.ones(3), **TIGHT
+    )
+    np.testing.assert_allclose(res.covariance.numpy(), pcov, rtol=1e-6)
+    np.testing.assert_allclose(res.stderr.numpy(), np.sqrt(np.diag(pcov)), rtol=1e-6)
+
+
+def test_geodesic_acceleration_reaches_the_same_minimum():
+    t, y = decay_data(seed=3)
+    plain = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64), geodesic=False)
+    accel = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64), geodesic=True)
+    assert plain.success and accel.success
+    torch.testing.assert_close(accel.x, plain.x, rtol=1e-9, atol=0)
+    assert accel.n_hvp >= 0 and accel.nfev >= accel.njev  # second derivatives count as calls
+
+
+@pytest.mark.parametrize("loss", ["soft_l1", "huber", "cauchy", "arctan"])
+def test_robust_losses_match_scipy(loss):
+    t, y = decay_data(seed=2)
+    y = y.clone()
+    y[::7] += 3.0  # outliers
+    # Start both from the ordinary fit: the bounded losses are not convex.
+    x0 = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64)).x
+    res = taylorch.least_squares(decay_residual(t, y), x0, loss=loss, f_scale=0.1)
+    ref = scipy_fit(t, y, x0=x0, loss=loss, f_scale=0.1)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-7)
+    assert math.isclose(res.cost, ref.cost, rel_tol=1e-9)
+    # The outliers move a robust fit less than an ordinary one.
+    assert abs(res.x[1].item() - 1.3) < abs(x0[1].item() - 1.3)
+
+
+def test_robust_loss_cost_and_gradient_by_autograd():
+    """Cost is 0.5 C^2 sum rho(r^2/C^2); its gradient is J_eff^T r_eff."""
+    t, y = decay_data(seed=4)
+    fun = decay_residual(t, y)
+    x = torch.tensor([2.0, 1.0, 0.3], dtype=F64)
+    res = taylorch.least_squares(fun, x, loss="cauchy", f_scale=0.2, max_iter=1)
+    xr = res.x.clone().requires_grad_(True)
+    r = fun(xr)
+    cost = 0.5 * 0.04 * torch.log1p(r * r / 0.04).sum()
+    (g,) = torch.autograd.grad(cost, xr)
+    assert math.isclose(res.cost, cost.item(), rel_tol=1e-12)
+    torch.testing.assert_close(res.grad, g, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["lm", "dogleg"])
+def test_bounds_match_scipy_trf(method):
+    t, y = decay_data(seed=5)
+    lower = torch.tensor([0.0, 1.5, -1.0], dtype=F64)  # the free optimum has b ~ 1.3
+    upper = torch.tensor([2.3, 5.0, 1.0], dtype=F64)  # and a ~ 2.5
+    x0 = torch.tensor([1.0, 2.0, 0.0], dtype=F64)
+    res = taylorch.least_squares(decay_residual(t, y), x0, method=method, bounds=(lower, upper))
+    ref = scipy_fit(t, y, x0=x0, bounds=(lower.numpy(), upper.numpy()), x_scale="jac")
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-7, atol=1e-9)
+    assert res.x[0].item() == 2.3 and res.x[1].item() == 1.5  # both at a bound, exactly
+    assert bool(((res.x >= lower) & (res.x <= upper)).all())
+
+
+def test_bounds_inactive_give_the_free_solution():
+    t, y = decay_data()
+    free = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64))
+    boxed = taylorch.least_squares(
+        decay_residual(t, y), torch.ones(3, dtype=F64), bounds=(-10.0, 10.0)
+    )
+    torch.testing.assert_close(boxed.x, free.x, rtol=1e-9, atol=0)
+
+
+def test_iterates_stay_feasible_where_the_residual_is_undefined_outside():
+    """sqrt(x) residuals: the box keeps every evaluation where they are real."""
+    target = torch.tensor([0.5, 2.0], dtype=F64)
+    seen = []
+
+    def residual(x):
+        seen.append(x.detach().clone())
+        return torch.sqrt(x) - torch.sqrt(target) + 0.1 * x
+
+    res = taylorch.least_squares(residual, torch.ones(2, dtype=F64), bounds=(0.0, math.inf))
+    assert res.success
+    assert all(bool((v >= 0).all()) for v in seen)
+    expected = scipy.optimize.least_squares(
+        lambda x: np.sqrt(x) - np.sqrt(target.numpy()) + 0.1 * x,
+        np.ones(2),
+        bounds=(0, np.inf),
+        **TIGHT,
+    )
+    np.testing.assert_allclose(res.x.numpy(), expected.x, rtol=1e-8)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_equals_loop(method):
+    data = [decay_data(seed=s) for s in range(4)]
+    t = data[0][0]
+    ys = torch.stack([y for _, y in data])
+
+    def residual(p):  # (B, 3) -> (B, m)
+        return p[:, :1] * torch.exp(-p[:, 1:2] * t) + p[:, 2:] - ys
+
+    x0 = torch.ones(4, 3, dtype=F64)
+    res = taylorch.least_squares(residual, x0, method=method, batched=True)
+    for i, (_, y) in enumerate(data):
+        one = taylorch.least_squares(decay_residual(t, y), x0[i], method=method)
+        torch.testing.assert_close(res.x[i], one.x, rtol=1e-10, atol=1e-12)
+        assert res.nfev[i].item() == one.nfev and res.nit[i].item() == one.nit
+        torch.testing.assert_close(res.covariance[i], one.covariance)
+    assert res.success.all() and res.jac.shape == (4, 40, 3)
+
+
+@pytest.mark.parametrize("jac", ["forward", "reverse", "matrix-free"])
+def test_jacobian_modes_agree_and_calls_are_counted_exactly(jac):
+    t, y = decay_data()
+    calls = []
+
+    def residual(p):
+        calls.append(1)
+        return p[0] * torch.exp(-p[1] * t) + p[2] - y
+
+    x0 = torch.tensor([2.0, 1.0, 0.0], dtype=F64)
+    res = taylorch.least_squares(residual, x0, jac=jac)
+    ref = scipy_fit(t, y)
+    assert res.success, res.message
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-7)
+    # Every call of the residual is counted, plus one uncounted call for the statistics.
+    assert len(calls) == res.nfev + 1
+    assert res.njev <= res.nfev
+    if jac == "matrix-free":
+        assert res.n_hvp > 0 and res.jac is None
+
+
+def test_matrix_free_on_a_larger_problem_matches_dense():
+    """A discretized boundary-value problem (n = 60) solved with products only."""
+    n = 60
+    h = 1.0 / (n + 1)
+    s = torch.arange(1, n + 1, dtype=F64) * h
+
+    def residual(u):
+        lap = torch.cat([u[1:], u.new_zeros(1)]) - 2 * u + torch.cat([u.new_zeros(1), u[:-1]])
+        return lap / h**2 - torch.exp(u) + 10 * torch.sin(math.pi * s)
+
+    dense = taylorch.least_squares(residual, torch.zeros(n, dtype=F64))
+    free = taylorch.least_squares(residual, torch.zeros(n, dtype=F64), jac="matrix-free")
+    assert dense.success and free.success
+    torch.testing.assert_close(free.x, dense.x, rtol=1e-6, atol=1e-8)
+    assert dense.cost < 1e-20  # a square system: the residual vanishes
+
+
+def test_float32():
+    t, y = decay_data()
+    res = taylorch.least_squares(decay_residual(t.float(), y.float()), torch.ones(3))
+    ref = scipy_fit(t, y)
+    assert res.success and res.x.dtype == torch.float32
+    np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=1e-4)
+
+
+def test_max_fev_is_a_hard_limit():
+    t, y = decay_data()
+    res = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64), max_fev=3)
+    assert res.nfev <= 3 and res.status == Status.MAX_FEV and not res.success
+
+
+def test_continue_from_a_result():
+    t, y = decay_data()
+    first = taylorch.least_squares(decay_residual(t, y), torch.ones(3, dtype=F64), max_iter=2)
+    assert first.status == Status.MAX_ITER
+    second = taylorch.least_squares(decay_residual(t, y), first)
+    assert second.success
+    np.testing.assert_allclose(second.x.numpy(), scipy_fit(t, y).x, rtol=1e-9)
+
+
+# -- bad input and honest status --------------------------------------------------------
+def test_residual_of_wrong_shape_raises():
+    with pytest.raises(ValueError, match="residual must return shape"):
+        taylorch.least_squares(lambda x: (x**2).sum(), torch.ones(2, dtype=F64))
+    with pytest.raises(ValueError, match="residual must return shape"):
+        taylorch.least_squares(lambda x: x[:2] ** 2, torch.ones(3, 2, dtype=F64), batched=True)
+
+
+def test_residual_that_changes_length_raises():
+    calls = []
+
+    def residual(x):
+        calls.append(1)
+        return x if len(calls) < 2 else torch.cat([x, x])
+
+    with pytest.raises(ValueError, match="number of residuals must not change"):
+        taylorch.least_squares(residual, torch.ones(2, dtype=F64))
+
+
+def test_residual_of_wrong_dtype_raises():
+    with pytest.raises(ValueError, match="dtype"):
+        taylorch.least_squares(lambda x: x.float(), torch.ones(2, dtype=F64))
+
+
+def test_nan_at_the_start_is_reported():
+    res = taylorch.least_squares(lambda x: torch.log(x) - 1, torch.tensor([-1.0], dtype=F64))
+    assert res.status == Status.NONFINITE and not res.success
+
+
+def test_nan_on_the_way_is_stepped_around():
+    """log(x) is NaN for x < 0, where a full Gauss-Newton step from x0 = 5 lands."""
+    res = taylorch.least_squares(
+        lambda x: torch.log(x) - math.log(0.01), torch.tensor([5.0], dtype=F64), initial_radius=1e4
+    )
+    assert res.success
+    assert math.isclose(res.x.item(), 0.01, rel_tol=1e-10)
+
+
+def test_singular_jacobian_gives_converged_status_and_infinite_covariance():
+    # r = (x0 + x1 - 1, 2 (x0 + x1 - 1) + 1): J has rank 1 everywhere.
+    def residual(x):
+        s = x[0] + x[1] - 1
+        return torch.stack([s, 2 * s + 1, s - 0.5])
+
+    res = taylorch.least_squares(residual, torch.zeros(2, dtype=F64))
+    assert res.success
+    # The minimizers form a line; any is fine, but the gradient vanishes there.
+    assert res.grad.abs().max() < 1e-12
+    assert torch.isinf(res.covariance).all()
+
+
+def test_zero_jacobian_is_a_stationary_start():
+    res = taylorch.least_squares(lambda x: x.new_ones(3) + 0 * x.sum(), torch.ones(2, dtype=F64))
+    assert res.status == Status.CONVERGED and res.nit == 0
+
+
+def test_bad_bounds_raise():
+    x0 = torch.zeros(2, dtype=F64)
+    fun = lambda x: x - 1  # noqa: E731
+    with pytest.raises(ValueError, match="lower > upper"):
+        taylorch.least_squares(fun, x0, bounds=(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.5])))
+    with pytest.raises(ValueError, match="x0 lies outside the bounds"):
+        taylorch.least_squares(fun, x0, bounds=(0.5, 1.0))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        taylorch.least_squares(fun, x0, bounds=(torch.zeros(3), 1.0))
+    with pytest.raises(ValueError, match="NaN"):
+        taylorch.least_squares(fun, x0, bounds=(math.nan, 1.0))
+    with pytest.raises(TypeError, match="pair"):
+        taylorch.least_squares(fun, x0, bounds=(0.0,))
+    with pytest.raises(ValueError, match="does not support bounds"):
+        taylorch.least_squares(fun, x0, bounds=(-1.0, 1.0), method="gauss-newton")
+
+
+def test_bad_options_raise():
+    x0 = torch.zeros(2, dtype=F64)
+    fun = lambda x: x - 1  # noqa: E731
+    with pytest.raises(ValueError, match="unknown method 'bfgs'; known methods: dogleg"):
+        taylorch.least_squares(fun, x0, method="bfgs")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        taylorch.least_squares(fun, x0, loss="l1")
+    with pytest.raises(ValueError, match="f_scale"):
+        taylorch.least_squares(fun, x0, loss="huber", f_scale=0.0)
+    with pytest.raises(ValueError, match="jac must be one of"):
+        taylorch.least_squares(fun, x0, jac="numeric")
+    with pytest.raises(ValueError, match="geodesic acceleration needs loss='linear'"):
+        taylorch.least_squares(fun, x0, loss="huber", geodesic=True)
+    with pytest.raises(ValueError, match="dense Jacobian"):
+        taylorch.least_squares(fun, x0, method="dogleg", jac="matrix-free")
+    with pytest.raises(ValueError, match="gtol must be a finite number > 0"):
+        taylorch.least_squares(fun, x0, gtol=-1.0)
+    with pytest.raises(TypeError, match="invalid options for method 'lm'"):
+        taylorch.least_squares(fun, x0, radius=3)
+    with pytest.raises(TypeError, match="configure the LevenbergMarquardt object"):
+        taylorch.least_squares(fun, x0, method=LevenbergMarquardt(), geodesic=True)
+    with pytest.raises(ValueError, match="x0 must be finite"):
+        taylorch.least_squares(fun, torch.tensor([math.inf, 0.0]))
+    with pytest.raises(TypeError, match="residual must be callable"):
+        taylorch.least_squares(3, x0)
+
+
+# -- curve_fit --------------------------------------------------------------------------
+def model(t, a, b, c):
+    return a * torch.exp(-b * t) + c
+
+
+@pytest.mark.parametrize("absolute_sigma", [False, True])
+def test_curve_fit_matches_scipy(absolute_sigma):
+    t, y = decay_data(seed=6)
+    sigma = 0.01 + 0.02 * t / 4
+    popt, pcov = taylorch.curve_fit(
+        model, t, y, torch.ones(3, dtype=F64), sigma=sigma, absolute_sigma=absolute_sigma
+    )
+    ref_popt, ref_pcov = scipy.optimize.curve_fit(
+        lambda tt, a, b, c: a * np.exp(-b * tt) + c,
+        t.numpy(),
+        y.numpy(),
+        p0=np.ones(3),
+        sigma=sigma.numpy(),
+        absolute_sigma=absolute_sigma,
+        **TIGHT,
+    )
+    np.testing.assert_allclose(popt.numpy(), ref_popt, rtol=1e-7)
+    np.testing.assert_allclose(pcov.numpy(), ref_pcov, rtol=1e-5)
+
+
+def test_curve_fit_batched_equals_loop():
+    data = [decay_data(seed=s) for s in range(3)]
+    t = data[0][0]
+    ys = torch.stack([y for _, y in data])
+    popt, pcov = taylorch.curve_fit(model, t, ys, torch.ones(3, 3, dtype=F64), batched=True)
+    for i, (_, y) in enumerate(data):
+        one_popt, one_pcov = taylorch.curve_fit(model, t, y, torch.ones(3, dtype=F64))
+        torch.testing.assert_close(popt[i], one_popt, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(pcov[i], one_pcov, rtol=1e-8, atol=1e-14)
+
+
+def test_curve_fit_errors():
+    t, y = decay_data()
+    with pytest.raises(ValueError, match="sigma must be finite and > 0"):
+        taylorch.curve_fit(model, t, y, torch.ones(3, dtype=F64), sigma=torch.zeros(40))
+    with pytest.raises(RuntimeError, match="optimal parameters not found"):
+        taylorch.curve_fit(model, t, y, torch.ones(3, dtype=F64), max_iter=1)
+    # More parameters than data: the fit is exact and the covariance undetermined.
+    popt, pcov = taylorch.curve_fit(model, t[:3], y[:3], torch.ones(3, dtype=F64))
+    torch.testing.assert_close(model(t[:3], *popt), y[:3], rtol=0, atol=1e-10)
+    assert torch.isinf(pcov).all()
