@@ -197,8 +197,8 @@ def test_jacobian_modes_agree_and_calls_are_counted_exactly(jac):
 
 
 def test_matrix_free_on_a_larger_problem_matches_dense():
-    """A discretized boundary-value problem (n = 60) solved with products only."""
-    n = 60
+    """A discretized boundary-value problem (n = 30) solved with products only."""
+    n = 30
     h = 1.0 / (n + 1)
     s = torch.arange(1, n + 1, dtype=F64) * h
 
