@@ -33,6 +33,9 @@ def test_dense_methods_refuse_large_n_and_float32_tolerance():
     recs = {r.method: r for r in run_problems([big], ["scipy:bfgs", "taylorch:bfgs"],
                                               settings=Settings(max_evals=5))}  # fmt: skip
     assert all(r.status == "unsupported" and "dense" in r.message for r in recs.values())
+    lsq = {r.method: r for r in run_problems([big], ["taylorch:lm", "taylorch:gauss-newton"])}
+    assert lsq["taylorch:lm"].status == "solved"  # by Jacobian products at this size
+    assert lsq["taylorch:gauss-newton"].status == "unsupported"
     assert Settings().for_dtype(torch.float32).gtol == 1e-5
     assert Settings().for_dtype(torch.float64).gtol == 1e-8
     assert Settings(gtol=1e-3).for_dtype(torch.float32).gtol == 1e-3

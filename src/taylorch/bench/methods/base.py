@@ -137,7 +137,7 @@ class Method(ABC):
         """Why this method cannot take ``problem``, or ``None``."""
         if self.kind == "least_squares" and problem.residual is None:
             return f"{self.name} needs a residual; {problem.name} gives only fun"
-        if (self.dense or self.kind == "least_squares") and problem.n > DENSE_MAX_N:
+        if self.dense and problem.n > DENSE_MAX_N:
             return f"{self.name} keeps dense matrices; n = {problem.n} > {DENSE_MAX_N}"
         return None
 

@@ -19,6 +19,7 @@ __all__ = ["LmfitLeastSquares"]
 
 class LmfitLeastSquares(Method):
     library = "lmfit"
+    dense = True
     modules = ("lmfit",)
     kind = "least_squares"
 

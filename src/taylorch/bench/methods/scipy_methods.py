@@ -62,9 +62,10 @@ class ScipyMinimize(Method):
 
 
 class ScipyLeastSquares(Method):
-    """``scipy.optimize.least_squares(method=...)`` with the exact torch Jacobian."""
+    """``scipy.optimize.least_squares(method=...)`` with the exact torch Jacobian (dense)."""
 
     library = "scipy"
+    dense = True
     modules = ("scipy.optimize",)
     kind = "least_squares"
 

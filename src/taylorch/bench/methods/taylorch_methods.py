@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from taylorch.bench.counting import CountedFunction
-from taylorch.bench.methods.base import Method, Outcome, Settings, register
+from taylorch.bench.methods.base import DENSE_MAX_N, Method, Outcome, Settings, register
 
 __all__ = ["TaylorchLeastSquares", "TaylorchMinimize", "register_taylorch_methods"]
 
@@ -52,8 +52,19 @@ class TaylorchMinimize(Method):
         return _outcome(res, x0.ndim == 2)
 
 
+_MATRIX_FREE_LSQ = {"lm"}  # least-squares methods that run on Jacobian products alone
+
+
 class TaylorchLeastSquares(TaylorchMinimize):
+    """``taylorch.least_squares``: a dense Jacobian up to ``DENSE_MAX_N`` unknowns,
+    Jacobian products (``jac="matrix-free"``) beyond, as a user would choose; methods
+    that need the dense Jacobian are unsupported there."""
+
     kind = "least_squares"
+
+    def __init__(self, algorithm: str):
+        super().__init__(algorithm)
+        self.dense = algorithm not in _MATRIX_FREE_LSQ
 
     def solve(self, fun: CountedFunction, x0: Tensor, settings: Settings) -> Outcome:
         import taylorch
@@ -62,6 +73,7 @@ class TaylorchLeastSquares(TaylorchMinimize):
             fun,
             x0,
             method=self.algorithm,
+            jac="matrix-free" if x0.shape[-1] > DENSE_MAX_N else "auto",
             batched=x0.ndim == 2,
             gtol=settings.gtol,
             max_fev=settings.max_evals,
