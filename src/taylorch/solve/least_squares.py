@@ -112,7 +112,7 @@ def least_squares(
 
     x = x0.detach().clone() if batched else x0.detach().clone()[None]
     lower, upper = check_bounds(bounds, x)
-    if lower is not None and not getattr(solver, "supports_bounds", False):
+    if lower is not None and not solver.supports_bounds:
         raise ValueError(f"method {solver.name!r} does not support bounds; use 'lm' or 'dogleg'")
     objective = ResidualObjective(
         residual,

@@ -121,6 +121,7 @@ class LeastSquaresSolver(Solver):
     """
 
     order = 2
+    supports_bounds = False  # whether the method honours lower <= x <= upper
 
     def default_tolerances(self, dtype: torch.dtype) -> Tolerances:
         """Tight enough for full accuracy: a few units of rounding in the tested quantities."""
