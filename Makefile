@@ -24,7 +24,9 @@ $(VENV)/.bench: $(VENV)/.dev
 bench: $(VENV)/.bench
 	$(VENV)/bin/taylorch bench
 
-test: $(VENV)/.dev
+# The tests compare taylorch with its peers (scipy, torchmin, optimistix, lmfit, sklearn data),
+# so they need the bench extra too.
+test: $(VENV)/.bench
 	$(PY) -m pytest -n 2 -q
 
 lint: $(VENV)/.dev
