@@ -69,21 +69,10 @@ def minimize(
         >>> res.success, round(res.fun, 12)
         (True, 0.0)
     """
-    if not callable(fun):
-        raise TypeError(f"fun must be callable, got {type(fun).__name__}")
-    if isinstance(x0, Result):
-        x0 = x0.x
-    check_point(x0, batched, name="x0")
-    if not isinstance(args, tuple):
-        raise TypeError(f"args must be a tuple, got {type(args).__name__}")
-    solver = resolve_method(method, method_options, n=x0.shape[-1])
-    tol = resolve_tolerances(solver, x0.dtype, gtol=gtol, xtol=xtol, ftol=ftol)
-    max_iter = _positive_int("max_iter", max_iter, default=max(100, 200 * x0.shape[-1]))
-    max_fev = _positive_int("max_fev", max_fev, default=None)
-    if max_time is not None and not (max_time > 0):
-        raise ValueError(f"max_time must be > 0 seconds, got {max_time}")
-
-    x = x0.detach().clone() if batched else x0.detach().clone()[None]
+    x = starting_point(fun, x0, args, batched)
+    solver = resolve_method(method, method_options, n=x.shape[-1])
+    tol = resolve_tolerances(solver, x.dtype, gtol=gtol, xtol=xtol, ftol=ftol)
+    max_iter, max_fev = resolve_budget(max_iter, max_fev, max_time, default_iter=200 * x.shape[-1])
     objective = Objective(
         fun, args, batched=batched, batch_size=x.shape[0], device=x.device, max_fev=max_fev
     )
@@ -99,6 +88,31 @@ def minimize(
         history=history,
         batched=batched,
     )
+
+
+def starting_point(
+    fun: Callable[..., Tensor], x0: Tensor | Result, args: tuple, batched: bool, name: str = "fun"
+) -> Tensor:
+    """Check the problem's arguments; return ``x0`` (or a Result's ``x``) as a ``(B, n)`` copy."""
+    if not callable(fun):
+        raise TypeError(f"{name} must be callable, got {type(fun).__name__}")
+    if isinstance(x0, Result):
+        x0 = x0.x
+    check_point(x0, batched, name="x0")
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple, got {type(args).__name__}")
+    x = x0.detach().clone()
+    return x if batched else x[None]
+
+
+def resolve_budget(
+    max_iter: int | None, max_fev: int | None, max_time: float | None, *, default_iter: int
+) -> tuple[int, int | None]:
+    """Check the limits; ``max_iter`` defaults to ``max(100, default_iter)``."""
+    if max_time is not None and not (max_time > 0):
+        raise ValueError(f"max_time must be > 0 seconds, got {max_time}")
+    max_iter = _positive_int("max_iter", max_iter, default=max(100, default_iter))
+    return max_iter, _positive_int("max_fev", max_fev, default=None)
 
 
 def resolve_method(method: str | Solver, options: dict[str, Any], *, n: int) -> Solver:

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from taylorch.derivatives import check_point
 from taylorch.solve import iterate
-from taylorch.solve.api import _positive_int, resolve_tolerances
+from taylorch.solve.api import resolve_budget, resolve_tolerances, starting_point
 from taylorch.solve.lsq import LSQ_METHODS, LeastSquaresSolver, Loss, ResidualObjective
 from taylorch.solve.lsq.base import optimality
 from taylorch.solve.lsq.covariance import covariance
@@ -96,21 +95,10 @@ def least_squares(
         >>> res.success, [round(v, 6) for v in res.x.tolist()]
         (True, [3.0, 0.7, 0.5])
     """
-    if not callable(residual):
-        raise TypeError(f"residual must be callable, got {type(residual).__name__}")
-    if isinstance(x0, Result):
-        x0 = x0.x
-    check_point(x0, batched, name="x0")
-    if not isinstance(args, tuple):
-        raise TypeError(f"args must be a tuple, got {type(args).__name__}")
+    x = starting_point(residual, x0, args, batched, name="residual")
     solver = resolve_solver(method, method_options, LSQ_METHODS, kinds=(LeastSquaresSolver,))
-    tol = resolve_tolerances(solver, x0.dtype, gtol=gtol, xtol=xtol, ftol=ftol)
-    max_iter = _positive_int("max_iter", max_iter, default=max(100, 200 * x0.shape[-1]))
-    max_fev = _positive_int("max_fev", max_fev, default=None)
-    if max_time is not None and not (max_time > 0):
-        raise ValueError(f"max_time must be > 0 seconds, got {max_time}")
-
-    x = x0.detach().clone() if batched else x0.detach().clone()[None]
+    tol = resolve_tolerances(solver, x.dtype, gtol=gtol, xtol=xtol, ftol=ftol)
+    max_iter, max_fev = resolve_budget(max_iter, max_fev, max_time, default_iter=200 * x.shape[-1])
     lower, upper = check_bounds(bounds, x)
     if lower is not None and not solver.supports_bounds:
         raise ValueError(f"method {solver.name!r} does not support bounds; use 'lm' or 'dogleg'")

@@ -8,9 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from taylorch.derivatives import check_point
 from taylorch.solve import iterate
-from taylorch.solve.api import _positive_int, resolve_tolerances
+from taylorch.solve.api import resolve_budget, resolve_tolerances, starting_point
 from taylorch.solve.least_squares import resolve_solver
 from taylorch.solve.lsq import LeastSquaresSolver, ResidualObjective
 from taylorch.solve.lsq.objective import JacobianMode
@@ -70,25 +69,14 @@ def root(
         >>> res.success, abs(res.x.item()) < 1e-10  # plain Newton diverges from 1.5
         (True, True)
     """
-    if not callable(fun):
-        raise TypeError(f"fun must be callable, got {type(fun).__name__}")
-    if isinstance(x0, Result):
-        x0 = x0.x
-    check_point(x0, batched, name="x0")
-    if not isinstance(args, tuple):
-        raise TypeError(f"args must be a tuple, got {type(args).__name__}")
+    x = starting_point(fun, x0, args, batched)
     if jac == "matrix-free":
         raise ValueError("root needs dense Jacobians; jac must be 'auto', 'forward' or 'reverse'")
     if isinstance(method, LeastSquaresSolver):
         method = AsRoot(method)
     solver = resolve_solver(method, method_options, ROOT_METHODS, kinds=(RootSolver,))
-    tol_ = resolve_tolerances(solver, x0.dtype, gtol=None, xtol=xtol, ftol=tol)
-    max_iter = _positive_int("max_iter", max_iter, default=max(100, 50 * x0.shape[-1]))
-    max_fev = _positive_int("max_fev", max_fev, default=None)
-    if max_time is not None and not (max_time > 0):
-        raise ValueError(f"max_time must be > 0 seconds, got {max_time}")
-
-    x = x0.detach().clone() if batched else x0.detach().clone()[None]
+    tol_ = resolve_tolerances(solver, x.dtype, gtol=None, xtol=xtol, ftol=tol)
+    max_iter, max_fev = resolve_budget(max_iter, max_fev, max_time, default_iter=50 * x.shape[-1])
     objective = ResidualObjective(
         fun, args, batched=batched, batch_size=x.shape[0], device=x.device, max_fev=max_fev, jac=jac
     )
