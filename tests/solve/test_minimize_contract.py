@@ -16,6 +16,8 @@ import torch
 import taylorch
 from taylorch.solve import METHODS, Status
 
+from .helpers import Counted, quadratic, rosenbrock
+
 ALL = sorted(METHODS)
 WITH_GRADIENT = sorted(name for name, cls in METHODS.items() if cls.order >= 1)
 
@@ -36,26 +38,6 @@ def quadratic_problem(n: int = 4, dtype=torch.float64, seed: int = 0):
     a = q @ torch.diag(torch.linspace(1.0, 10.0, n, dtype=dtype)) @ q.T
     b = torch.randn(n, generator=gen, dtype=dtype)
     return a, b, torch.linalg.solve(a, b)
-
-
-def quadratic(x, a, b):
-    return 0.5 * x @ a @ x - b @ x
-
-
-def rosenbrock(x):
-    return (1 - x[..., :-1]).pow(2).sum(-1) + 100 * (x[..., 1:] - x[..., :-1] ** 2).pow(2).sum(-1)
-
-
-class Counted:
-    """Wraps a function and counts its calls: the ground truth for ``nfev``."""
-
-    def __init__(self, fun):
-        self.fun = fun
-        self.calls = 0
-
-    def __call__(self, *args):
-        self.calls += 1
-        return self.fun(*args)
 
 
 @pytest.mark.parametrize("name", ALL)

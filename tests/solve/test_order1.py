@@ -16,28 +16,7 @@ from taylorch.solve.methods.base import State
 from taylorch.solve.methods.conjugate_gradient import CG, ConjugateDirection
 from taylorch.solve.methods.gradient import GD
 
-
-def spd_quadratic(n: int, seed: int, dtype=torch.float64, cond: float = 10.0):
-    """``(A, b, A^{-1} b)`` with the eigenvalues of A spread over [1, cond]."""
-    gen = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
-    a = q @ torch.diag(torch.linspace(1.0, cond, n, dtype=torch.float64)) @ q.T
-    b = torch.randn(n, generator=gen, dtype=torch.float64)
-    return a.to(dtype), b.to(dtype), torch.linalg.solve(a, b).to(dtype)
-
-
-def quadratic(x, a, b):
-    return 0.5 * x @ a @ x - b @ x
-
-
-def rosenbrock(x):
-    return (1 - x[..., :-1]).pow(2).sum(-1) + 100 * (x[..., 1:] - x[..., :-1] ** 2).pow(2).sum(-1)
-
-
-def rowwise(funs):
-    """A batched function whose row ``i`` is ``funs[i]`` evaluated exactly as when unbatched."""
-    return lambda x: torch.stack([f(row) for f, row in zip(funs, x)])
-
+from .helpers import quadratic, rosenbrock, rowwise, spd_quadratic
 
 ORDER1 = [("gd", {}), ("gd", {"initial_step": "previous"}), ("cg", {}), ("cg", {"beta": "hz"})]
 

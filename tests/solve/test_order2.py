@@ -17,6 +17,8 @@ from taylorch.solve import METHODS, Status, TrustRegion
 from taylorch.solve.methods.newton import modified_newton_step
 from taylorch.solve.trust_region import CauchyPoint
 
+from .helpers import Counted, quadratic, rosenbrock
+
 D = torch.float64
 ORDER2 = sorted(name for name, cls in METHODS.items() if cls.order == 2)
 VARIANTS = [(name, {}) for name in ORDER2] + [
@@ -43,28 +45,9 @@ def spd(eigvals, seed, dtype=D):
     return a.to(dtype), b.to(dtype)
 
 
-def quadratic(x, a, b):
-    return 0.5 * x @ a @ x - b @ x
-
-
-def rosenbrock(x):
-    return (1 - x[..., :-1]).pow(2).sum(-1) + 100 * (x[..., 1:] - x[..., :-1] ** 2).pow(2).sum(-1)
-
-
 def saddle(x):
     """x^2 - y^2 + y^4 / 4: a saddle at 0, minimizers (0, +-sqrt 2) with f = -1."""
     return x[..., 0] ** 2 - x[..., 1] ** 2 + x[..., 1] ** 4 / 4
-
-
-class Counted:
-    def __init__(self, fun):
-        self.fun, self.calls, self.nonfinite = fun, 0, 0
-
-    def __call__(self, *args):
-        self.calls += 1
-        out = self.fun(*args)
-        self.nonfinite += int(not bool(torch.isfinite(out).all()))
-        return out
 
 
 # ----------------------------------------------------------------------------- closed forms
