@@ -48,6 +48,7 @@ __all__ = [
     "SteihaugCG",
     "Subproblem",
     "SubproblemStep",
+    "accepted_state",
     "cauchy_point",
     "confirm_second_order",
     "escape_memory",
@@ -572,6 +573,26 @@ def progress_flag(
         torch.full_like(state.flag, Status.NONFINITE),
     )
     return torch.where(stalled | flat, failed, state.flag)
+
+
+def accepted_state(
+    state: State,
+    accept: Tensor,
+    x_trial: Tensor,
+    f_trial: Tensor,
+    g_trial: Tensor,
+    flag: Tensor,
+    memory: dict[str, Tensor],
+) -> State:
+    """The next state of a step-control method: the trial point where ``accept``, else ``state``."""
+    keep = accept[:, None]
+    return State(
+        x=torch.where(keep, x_trial, state.x),
+        f=torch.where(accept, f_trial, state.f),
+        g=torch.where(keep, g_trial, state.g),
+        flag=flag,
+        memory=memory,
+    )
 
 
 def escape_memory(x: Tensor) -> dict[str, Tensor]:

@@ -23,6 +23,7 @@ from taylorch.solve.methods.newton import Modification, modified_newton_step
 from taylorch.solve.objective import Objective
 from taylorch.solve.result import Status
 from taylorch.solve.trust_region import (
+    accepted_state,
     confirm_second_order,
     escape_memory,
     escape_step,
@@ -96,7 +97,7 @@ class ARC(Solver):
     and ``H`` at the trial point (``n`` HVPs, vectorized) and one
     eigendecomposition (``O(n^3)``); ``m > 1``: one ``f`` and ``g``, plus one
     Hessian and eigendecomposition every ``m`` accepted steps; ``"lanczos"``:
-    two gradient evaluations (one keeps its graph) and ``min(n, krylov_dim)``
+    one gradient evaluation (it keeps its graph for the HVPs) and ``min(n, krylov_dim)``
     HVPs plus ``O(k^2 n)`` of reorthogonalization.
 
     Args:
@@ -224,12 +225,13 @@ class ARC(Solver):
         elif dense:
             memory["age"] = memory["age"] + accept.long()
         memory.update(escape_memory(state.x))
-        keep = accept[:, None]
-        return State(
-            x=torch.where(keep, x_trial, state.x),
-            f=torch.where(accept, f_trial, state.f),
-            g=torch.where(keep, g_trial, state.g),
-            flag=flag,
+        return accepted_state(
+            state,
+            accept,
+            x_trial,
+            f_trial,
+            g_trial,
+            flag,
             memory=memory,
         )
 
@@ -313,11 +315,13 @@ class DampedNewton(Solver):
         new_lip = torch.where(accept, torch.clamp(lip / 2, min=floor), 2 * lip)
         flag = progress_flag(state, f_trial, g_trial, predicted, _stalled(state, p, accept))
         keep = accept[:, None]
-        return State(
-            x=torch.where(keep, x_trial, state.x),
-            f=torch.where(accept, f_trial, state.f),
-            g=torch.where(keep, g_trial, state.g),
-            flag=flag,
+        return accepted_state(
+            state,
+            accept,
+            x_trial,
+            f_trial,
+            g_trial,
+            flag,
             memory={
                 **escape_memory(state.x),
                 "hessian": torch.where(keep[..., None], h_trial, memory["hessian"]),

@@ -29,6 +29,7 @@ from taylorch.solve.trust_region import (
     RadiusRule,
     SteihaugCG,
     Subproblem,
+    accepted_state,
     confirm_second_order,
     escape_memory,
     escape_step,
@@ -123,11 +124,13 @@ class TrustRegion(Solver):
         }
         if self.subproblem.dense:
             new_memory["hessian"] = torch.where(keep[..., None], h_trial, memory["hessian"])
-        return State(
-            x=torch.where(keep, x_trial, state.x),
-            f=torch.where(accept, f_trial, state.f),
-            g=torch.where(keep, g_trial, state.g),
-            flag=flag,
+        return accepted_state(
+            state,
+            accept,
+            x_trial,
+            f_trial,
+            g_trial,
+            flag,
             memory=new_memory,
         )
 
@@ -141,8 +144,8 @@ class TrustNCG(TrustRegion):
     """Newton-CG trust-region method: Steihaug's truncated CG as the subproblem.
 
     Needs only Hessian-vector products, never the Hessian: suited to large
-    ``n``. Cost per iteration: two gradient evaluations (one keeps its graph
-    for HVPs) and up to ``cg_max_iter`` HVPs (stopped at the boundary, on
+    ``n``. Cost per iteration: one gradient evaluation at the trial point (it
+    keeps its graph, so the HVPs there need no second one) and up to ``cg_max_iter`` HVPs (stopped at the boundary, on
     negative curvature, or at ``|r| <= min(1/2, sqrt|g|) |g|``). Leaving a saddle
     point costs ``min(n, lanczos_steps)`` HVPs of Lanczos.
 
