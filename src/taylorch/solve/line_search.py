@@ -169,7 +169,11 @@ class StrongWolfe(LineSearch):
     minimizer of the cubic through both ends (bisection when it is not
     defined), kept away from the ends by ``0.1`` of the bracket width. A
     problem whose rounds run out returns ``lo`` (sufficient decrease only) if
-    it moved at all.
+    it moved at all. A bracket whose ends agree to the last bit of every
+    coordinate of ``x`` ends the search at once and counts as a failure: at
+    that precision no step meets the conditions, and what ``lo`` gained is
+    rounding noise (near a badly scaled minimum this saves the whole budget of
+    rounds, over and over).
 
     Args:
         c1: sufficient-decrease constant, ``0 < c1 < c2``.
@@ -207,6 +211,7 @@ class StrongWolfe(LineSearch):
         # Whether lo passed the plain Armijo test, and whether a trial met both Wolfe conditions.
         lo_armijo = torch.zeros_like(pending)
         met = torch.zeros_like(pending)
+        collapsed = torch.zeros_like(pending)
         hi_t, hi_f, hi_d = inf.clone(), inf.clone(), inf.clone()
         t = t0.clone()
         eps = torch.finfo(x.dtype).eps
@@ -235,8 +240,16 @@ class StrongWolfe(LineSearch):
             lo_armijo = torch.where(new_lo, armijo, lo_armijo)
             met |= done
             pending &= ~done
+            # A bracket whose ends are the same point to the last bit of every coordinate
+            # cannot be narrowed further: the Wolfe conditions are out of reach at this
+            # precision, and what lo gained over f is rounding noise.
             width = (hi_t - lo_t).abs()
-            pending &= ~(torch.isfinite(hi_t) & (width <= eps * torch.clamp(lo_t.abs(), min=1)))
+            closed = torch.isfinite(hi_t) & (
+                (width[:, None] * p.abs() <= eps * (x + lo_t[:, None] * p).abs()).all(dim=-1)
+                | (width <= eps * lo_t.abs())
+            )
+            collapsed |= pending & closed
+            pending &= ~closed
             if not bool(pending.any()):
                 break
             t_next = torch.where(
@@ -247,7 +260,7 @@ class StrongWolfe(LineSearch):
             t = torch.where(pending, t_next, t)
         # A search that ran out of rounds keeps lo only if f really went down there: in the
         # rounding-noise regime a tiny step "decreases" f without moving x at all.
-        ok = (lo_t > 0) & (met | (lo_armijo & (lo_f < f)))
+        ok = (lo_t > 0) & (met | (lo_armijo & (lo_f < f) & ~collapsed))
         return SearchResult(
             t=lo_t, x=x + lo_t[:, None] * p, f=torch.where(ok, lo_f, f), g=lo_g, ok=ok
         )
