@@ -355,3 +355,19 @@ def test_every_method_reaches_the_minimizer_of_random_convex_quadratics(n, log_e
 def test_bad_options_name_the_argument(name, opts, match):
     with pytest.raises(ValueError, match=match):
         taylorch.minimize(rosenbrock, torch.zeros(2, dtype=D), method=name, **opts)
+
+
+@pytest.mark.parametrize(("name", "opts"), VARIANTS, ids=IDS)
+def test_a_convex_quadratic_costs_two_calls(name, opts):
+    # Newton's step from x0 lands on the minimizer of a strictly convex quadratic: f and g at
+    # x0 (with the curvature there, from the same call) and at x1 are all a solve needs.
+    # (The curvature at x0 used to cost a second call at x0.)
+    a, b = spd([1.0, 3.0, 10.0], seed=0)
+    fun = Counted(lambda x: quadratic(x, a, b))
+    res = taylorch.minimize(fun, torch.zeros(3, dtype=D), method=name, **opts)
+    assert res.success, res.message
+    torch.testing.assert_close(res.x, torch.linalg.solve(a, b), atol=1e-8, rtol=0)
+    if name in LINE_SEARCH:  # the unit step is accepted at once
+        assert res.nfev == fun.calls == 2
+    else:  # a trust region or cubic model may take a few steps; none evaluates x0 again
+        assert res.nfev == fun.calls == res.nit + 1

@@ -149,6 +149,12 @@ class Objective:
         f = torch.where(ok, f, torch.full_like(f, torch.inf))
         return f, g, torch.where(ok[:, None, None], hess, torch.zeros_like(hess))
 
+    def expect_curvature(self) -> None:
+        """Keep the graph of every gradient from now on (a second-order method calls this
+        before its first evaluation): the curvature at a point already evaluated then costs
+        no second call of ``fun``, at the start too."""
+        self._second_order = True
+
     # -- the kept gradient graphs ------------------------------------------------------
     def _build(self, x: Tensor) -> _Graph:
         """Evaluate ``f`` and ``g`` with the graph of ``g``, and keep it (uncharged)."""

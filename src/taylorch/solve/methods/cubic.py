@@ -154,6 +154,7 @@ class ARC(Solver):
         return self.subproblem == "eigen"
 
     def init(self, objective: Objective, x0: Tensor) -> State:
+        objective.expect_curvature()
         memory = escape_memory(x0)
         if self._dense(x0.shape[-1]):
             f, g, hessian = objective.value_grad_hessian(x0)

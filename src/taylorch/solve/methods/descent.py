@@ -69,6 +69,8 @@ class DescentMethod(Solver):
         self.line_search = line_search
 
     def init(self, objective: Objective, x0: Tensor) -> State:
+        if self.order == 2:
+            objective.expect_curvature()
         f, g = objective.value_and_grad(x0)
         memory = self.direction.init(objective, x0, f, g)
         return State.start(

@@ -83,6 +83,7 @@ class TrustRegion(Solver):
         self.lanczos_steps = lanczos_steps
 
     def init(self, objective: Objective, x0: torch.Tensor) -> State:
+        objective.expect_curvature()
         memory = escape_memory(x0)
         if self.subproblem.dense:
             f, g, memory["hessian"] = objective.value_grad_hessian(x0)
