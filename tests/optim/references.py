@@ -237,7 +237,10 @@ def zo_directions(seed, step, query, index, numel, draws):
 
 
 def _zo_loop(x0, problem, lr_table, eps, n_queries, seed, direction, update, draws=1, indices=None):
-    """The SPSA loop; ``direction(i, noise, state)`` and ``update(i, x, coeffs, noises, lr, t)``."""
+    """The SPSA loop; ``direction(i, noise, t)`` and ``update(i, x, coeffs, noises, lr, t)``.
+
+    ``t`` is the 0-based step in ``direction`` and the 1-based one in ``update``.
+    """
     xs = [x.clone() for x in x0]
     live = [i for i, ok in enumerate(problem.trainable()) if ok]
     indices = list(range(len(xs))) if indices is None else indices
@@ -253,7 +256,7 @@ def _zo_loop(x0, problem, lr_table, eps, n_queries, seed, direction, update, dra
         }
         coeffs = []
         for q in range(n_queries):
-            us = {i: direction(i, noises[i][q]) for i in live}
+            us = {i: direction(i, noises[i][q], t) for i in live}
             plus = [xs[i] + eps * us[i] if i in us else xs[i] for i in range(len(xs))]
             minus = [xs[i] - eps * us[i] if i in us else xs[i] for i in range(len(xs))]
             coeffs.append((problem.value(plus) - problem.value(minus)) / (2 * eps))
@@ -262,14 +265,16 @@ def _zo_loop(x0, problem, lr_table, eps, n_queries, seed, direction, update, dra
     return xs
 
 
+def _plain(i, z, t):
+    return z[0]
+
+
 def ref_zosgd(x0, problem, lr_table, eps=1e-3, n_queries=1, weight_decay=0.0, seed=0, indices=None):
     def update(i, x, coeffs, noises, lr, t):
         g = sum(c * z[0] for c, z in zip(coeffs, noises)) / len(coeffs)
         return x - lr * (g + weight_decay * x)
 
-    return _zo_loop(
-        x0, problem, lr_table, eps, n_queries, seed, lambda i, z: z[0], update, indices=indices
-    )
+    return _zo_loop(x0, problem, lr_table, eps, n_queries, seed, _plain, update, indices=indices)
 
 
 def ref_zoadam(
@@ -295,9 +300,7 @@ def ref_zoadam(
         step = (m[i] / (1 - b1**t)) / ((v[i] / (1 - b2**t)).sqrt() + adam_eps)
         return x - lr * step - lr * weight_decay * x
 
-    return _zo_loop(
-        x0, problem, lr_table, eps, n_queries, seed, lambda i, z: z[0], update, indices=indices
-    )
+    return _zo_loop(x0, problem, lr_table, eps, n_queries, seed, _plain, update, indices=indices)
 
 
 def ref_zoadamu(
@@ -305,31 +308,57 @@ def ref_zoadamu(
     problem,
     lr_table,
     eps=1e-3,
-    alpha=0.5,
-    beta1=0.9,
-    beta2=0.5,
-    adam_eps=1e-8,
+    total_steps=20000,
+    warmup_steps=1024,
+    anneal_end=0.8,
+    varphi=(1.0, 0.1, 1.5),
+    sigma=1e-8,
     n_queries=1,
     weight_decay=0.0,
     seed=0,
     indices=None,
 ):
-    mom = [torch.zeros_like(x) for x in x0]
+    """ZO-AdaMU as the authors' trainer runs it: each annealed weight keeps a period
+    ``limit`` (first ``total_steps``) that shrinks in place once per step of the second
+    phase; perturbation ``m``, second moment ``v``, step ``c m / sqrt(v + sigma)``, and
+    ``sign(c) m`` becomes the centre of the next perturbation."""
+    hist = [torch.zeros_like(x) for x in x0]
+    end = int(total_steps * anneal_end)
+    limits = [float(total_steps)] * 3
+    weights_at: dict[int, list[float]] = {}
 
-    def parts(i, z):
-        return math.sqrt(alpha) * z[0], mom[i] + math.sqrt(1 - alpha) * z[1]
+    def weights(t):  # (alpha, beta1, beta2) at 0-based step t, advanced once per step
+        if t not in weights_at:
+            out = []
+            for j, phi in enumerate(varphi):
+                if t < warmup_steps:
+                    w = 1.0
+                elif t < end:
+                    w = 0.5 * (1 + math.cos(math.pi * (t - warmup_steps) / limits[j]))
+                    limits[j] -= phi * (total_steps - end) / (end - warmup_steps)
+                else:
+                    w = 0.5 * (1 + math.cos(math.pi * (end - warmup_steps) / limits[j]))
+                out.append(w)
+            weights_at[t] = out
+        return weights_at[t]
 
-    def direction(i, z):
-        zd, zdd = parts(i, z)
+    def parts(i, z, t):
+        alpha = weights(t)[0]
+        return math.sqrt(alpha) * z[0], hist[i] + math.sqrt(1 - alpha) * z[1]
+
+    def direction(i, z, t):
+        beta1 = weights(t)[1]
+        zd, zdd = parts(i, z, t)
         return beta1 * zd + (1 - beta1) * zdd
 
     def update(i, x, coeffs, noises, lr, t):
-        us = [direction(i, z) for z in noises]
+        beta2 = weights(t - 1)[2]
+        us = [direction(i, z, t - 1) for z in noises]
         g = sum(c * u for c, u in zip(coeffs, us)) / len(us)
-        second = sum(beta2 * a * a + (1 - beta2) * b * b for a, b in (parts(i, z) for z in noises))
-        second = second / len(noises)
-        mom[i] = sum(us) / len(us)
-        return x - lr * g / (second.sqrt() + adam_eps) - lr * weight_decay * x
+        pairs = [parts(i, z, t - 1) for z in noises]
+        v = sum(beta2 * a * a + (1 - beta2) * b * b for a, b in pairs) / len(pairs)
+        hist[i] = sum(math.copysign(1.0, c) * u for c, u in zip(coeffs, us)) / len(us)
+        return x - lr * (g / (v + sigma).sqrt() + weight_decay * x)
 
     return _zo_loop(
         x0, problem, lr_table, eps, n_queries, seed, direction, update, draws=2, indices=indices
@@ -453,10 +482,26 @@ CASES = [
     Case(
         "ZOAdaMU",
         optim.ZOAdaMU,
-        dict(eps=1e-3, alpha=0.4, beta1=0.8, beta2=0.6, n_queries=2, weight_decay=0.3, seed=7),
+        # 4 steps cover the three phases: warm-up (t = 0), cosine (t = 1), held (t = 2, 3)
+        dict(
+            eps=1e-3,
+            total_steps=4,
+            warmup_steps=1,
+            anneal_end=0.6,
+            n_queries=2,
+            weight_decay=0.3,
+            seed=7,
+        ),
         ref_zoadamu,
         0.01,
-        [NEG_LR, {"alpha": 1.5}, {"beta2": -0.5}],
+        [
+            NEG_LR,
+            {"warmup_steps": 2},
+            {"varphi": (1.0, 0.1, 2.0)},
+            {"sigma": 0.0},
+            {"anneal_end": 1.5},
+            {"total_steps": 0},
+        ],
         zeroth_order=True,
     ),
 ]

@@ -2,26 +2,31 @@
 
 A step estimates the gradient along random directions ``u`` from loss differences::
 
-    for q in 1..n_queries:
-        x <- x + eps u_q;   f+ = closure()       (under torch.no_grad())
-        x <- x - eps u_q;   f- = closure()       (x - eps u_q, from the exact x)
-        x <- x  (restored bit for bit);  c_q = (f+ - f-) / (2 eps)
+    for q in 1..n_queries:                     (closures run under torch.no_grad())
+        x <- x + eps u_q;   f+ = closure();   x <- x   (restored bit for bit)
+        x <- x - eps u_q;   f- = closure();   x <- x   (restored bit for bit)
+        c_q = (f+ - f-) / (2 eps)
     g_hat = (1 / n_queries) sum_q c_q u_q    ->   the optimizer's update rule
 
 ``u`` is never stored: it is regenerated, chunk by chunk, from a seed derived from
 ``(seed, step, query, parameter, chunk)``, into work buffers of ``chunk_size``
-elements that are reused for every chunk, so the extra memory is a few such buffers
-and the correction logs below, not a copy of the parameters.
+elements. The buffers are allocated once, at construction, before any forward pass:
+they sit below the forward's temporaries on the heap instead of between them, so they
+do not fragment it. The extra memory of a step is those buffers and the correction
+log below, not a copy of the parameters.
 
 Exact restore. ``x + eps u`` is rounded to the parameter's dtype, so ``(x + eps u) - eps u``
 is not ``x`` in general (in float32 and, far more often, in bfloat16/float16). Each
-move is therefore computed in float32 (float64 for float64 parameters) from the exact
-``x``, rounded once, and the few elements where rounding back would not give ``x``
-bit for bit (typically where ``|eps u|`` is not small against ``|x|``: about 4% of
-float32 elements for ``eps u ~ 0.1 |x|``) are logged while the parameters are
-perturbed: an int16 index and the int8 difference of bit patterns (3 bytes), in two
-logs reserved at 1/16 of the parameter count each. Restoring recomputes ``x`` from the
-perturbed value and the regenerated ``u``, and patches those elements.
+perturbation is computed in float32 (float64 for float64 parameters) from the exact
+``x`` and rounded once, and the few elements where rounding back would not give ``x``
+bit for bit (where ``|eps u|`` is not small against ``|x|``: about 4% of the float32
+elements of a default-initialized MLP at ``eps = 1e-3``) are logged while the parameters
+are perturbed: an int16 index and the int8 difference of bit patterns (3 bytes), or
+the exact value when the difference does not fit int8 (rare). Restoring recomputes
+``x`` from the perturbed value and the regenerated ``u`` and patches those elements.
+Every perturbation starts from the exact ``x`` and returns to it before the next, so a
+single log serves them all; it is reserved at construction for 1/8 of the parameter
+count, and only the part written becomes resident memory.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from taylorch.optim.base import (
     check_unit_interval,
 )
 
-__all__ = ["ZOSGD", "ZOAdaMU", "ZOAdam"]
+__all__ = ["ZOSGD", "ZOAdaMU", "ZOAdam", "adamu_schedule"]
 
 _BITS = {
     torch.float16: torch.int16,
@@ -70,85 +75,111 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-Chunk = tuple[int, Tensor, Tensor, int]  # parameter index, parameter, flat chunk view, start
+Buffer = Callable[..., Tensor]
 
 
 class _FixLog:
-    """The elements of a perturbed state that rounding back would not restore, compactly.
+    """The elements of a perturbed state that rounding back would not restore, a byte each.
 
-    Per chunk: local indices (int16, wrapping) and the difference of bit patterns
-    ``bits(x) - bits(back)`` (int8; wrapping integer arithmetic, so exact), kept in two
-    arenas that are reused from step to step, with work buffers from ``buffer``: no
-    allocation per chunk, so the heap does not grow over a step. A difference beyond
-    int8 (an element tiny against ``eps u``) keeps the exact value (rare).
+    ``diff = bits(x) - bits(back)`` (wrapping integer arithmetic, so exact) is nonzero at
+    a few elements of a chunk. Each is one byte of a stream: its distance from the
+    previous logged element (1..16, high nibble) and ``diff + 8`` (low nibble); a longer
+    distance first emits filler bytes (distance 16, ``diff`` 0: a no-op). A ``diff``
+    outside -7..7 (an element small against ``eps u``, ~1.5% of those logged) is a no-op
+    in the stream and its bit pattern goes, with its int16 index, to a second, wide log.
+    Both logs are arenas reserved up front and reused for every perturbation, and the
+    work buffers come from ``buffer``: nothing is allocated per chunk except where a
+    chunk has wide entries. An arena doubles if it ever fills.
     """
 
-    def __init__(self, buffer: Callable[..., Tensor], reserve: int) -> None:
+    def __init__(self, buffer: Buffer, capacity: int, device: torch.device) -> None:
         self.buffer = buffer
-        self.reserve = reserve  # first capacity: one allocation, not a doubling series
-        self.index = torch.empty(0, dtype=torch.int16)
-        self.delta = torch.empty(0, dtype=torch.int8)
-        self.spans: dict[tuple[int, int], tuple[int, int]] = {}
-        self.exact: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
-        self.size = 0
+        self.stream = torch.empty(capacity, dtype=torch.uint8, device=device)
+        self.wide_index = torch.empty(capacity // 32, dtype=torch.int16, device=device)
+        self.wide_bits = torch.empty(capacity // 32, dtype=torch.int64, device=device)
+        self.spans: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        self.size = self.wide_size = 0
 
     def clear(self) -> None:
         self.spans.clear()
-        self.exact.clear()
-        self.size = 0
+        self.size = self.wide_size = 0
 
-    def record(self, key: tuple[int, int], x: Tensor, back: Tensor, diff: Tensor) -> None:
-        dev = diff.device
-        where = self.buffer("where", 0, torch.int64, dev, whole=True).resize_(0)
+    @staticmethod
+    def _room(arena: Tensor, used: int, need: int) -> Tensor:
+        if need <= arena.numel():
+            return arena
+        grown = torch.empty(max(2 * arena.numel(), need), dtype=arena.dtype, device=arena.device)
+        grown[:used] = arena[:used]
+        return grown
+
+    def record(self, key: tuple[int, int], x: Tensor, diff: Tensor) -> None:
+        """Log the nonzero entries of ``diff = bits(x) - bits(back)`` for chunk ``key``."""
+        dev, buf = diff.device, self.buffer
+        where = buf("where", 0, torch.int64, dev, whole=True).resize_(0)
         torch.nonzero(diff, out=where)
         k = where.shape[0]
         if k == 0:
             return
         where = where.view(-1)
-        d = torch.index_select(diff, 0, where, out=self.buffer("d", k, diff.dtype, dev))
-        small = torch.ge(d, -128, out=self.buffer("small", k, torch.bool, dev))
-        small.logical_and_(torch.le(d, 127, out=self.buffer("small2", k, torch.bool, dev)))
-        if not bool(small.all()):
-            big = where[~small]
-            self.exact[key] = (big, x[big])
-            where, d = where[small], d[small]
-            k = where.numel()
-        if self.size + k > self.index.numel():
-            grow = max(2 * self.index.numel(), self.size + k, self.reserve)
-            index = torch.empty(grow, dtype=torch.int16, device=dev)
-            delta = torch.empty(grow, dtype=torch.int8, device=dev)
-            index[: self.size] = self.index[: self.size]
-            delta[: self.size] = self.delta[: self.size]
-            self.index, self.delta = index, delta
-        self.index[self.size : self.size + k].copy_(where)  # wraps to int16
-        self.delta[self.size : self.size + k].copy_(d)
-        self.spans[key] = (self.size, k)
-        self.size += k
+        d = torch.index_select(diff, 0, where, out=buf("d", k, diff.dtype, dev))
+        wide = torch.gt(d, 7, out=buf("wide", k, torch.bool, dev))  # no abs: it overflows
+        wide.logical_or_(torch.lt(d, -7, out=buf("wide2", k, torch.bool, dev)))
+        w0, w = self.wide_size, int(wide.sum())
+        if w:
+            picked = where[wide]
+            self.wide_index = self._room(self.wide_index, w0, w0 + w)
+            self.wide_bits = self._room(self.wide_bits, w0, w0 + w)
+            self.wide_index[w0 : w0 + w] = picked  # wraps to int16
+            self.wide_bits[w0 : w0 + w] = x.view(diff.dtype)[picked]
+            d.masked_fill_(wide, 0)
+            self.wide_size += w
+        gap = buf("gap", k, torch.int64, dev)  # distance from the previous logged element
+        gap[:1] = where[:1] + 1
+        torch.sub(where[1:], where[:-1], out=gap[1:])
+        fill = torch.sub(gap, 1, out=buf("fill", k, torch.int64, dev)).div_(
+            16, rounding_mode="floor"
+        )
+        at = torch.cumsum(fill, 0, out=where)  # fillers before each entry; where is spent
+        m = k + int(at[-1])
+        at.add_(torch.arange(k, device=dev, out=buf("arange", k, torch.int64, dev)))
+        code = gap.sub_(fill.mul_(16)).sub_(1).mul_(16).add_(d).add_(8)  # (gap-1) << 4 | d+8
+        start = self.size
+        self.stream = self._room(self.stream, start, start + m)
+        out = self.stream[start : start + m].fill_(0xF8)  # fillers: gap 16, diff 0
+        out.index_copy_(0, at, buf("code", k, torch.uint8, dev).copy_(code))
+        self.spans[key] = (start, m, w0, w)
+        self.size += m
 
     def apply(self, key: tuple[int, int], x: Tensor) -> None:
         """Correct the rounded-back chunk ``x`` in place (bit for bit)."""
         span = self.spans.get(key)
-        if span is not None:
-            start, k = span
-            bits = x.view(_BITS[x.dtype])
-            where = self.buffer("where_apply", k, torch.int64, x.device)
-            where.copy_(self.index[start : start + k]).bitwise_and_(0xFFFF)
-            delta = self.buffer("delta_apply", k, bits.dtype, x.device)
-            bits.index_add_(0, where, delta.copy_(self.delta[start : start + k]))
-        exact = self.exact.get(key)
-        if exact is not None:
-            x[exact[0]] = exact[1]
+        if span is None:
+            return
+        start, m, w0, w = span
+        bits, dev, buf = x.view(_BITS[x.dtype]), x.device, self.buffer
+        codes = self.stream[start : start + m]
+        where = buf("where", 0, torch.int64, dev, whole=True).resize_(m).copy_(codes)
+        where.div_(16, rounding_mode="floor").add_(1).cumsum_(0).sub_(1)
+        delta = buf("d", m, bits.dtype, dev).copy_(codes).bitwise_and_(15).sub_(8)
+        bits.index_add_(0, where, delta)
+        if w:
+            where = where[:w].copy_(self.wide_index[w0 : w0 + w]).bitwise_and_(0xFFFF)
+            raw = buf("d", w, bits.dtype, dev).copy_(self.wide_bits[w0 : w0 + w])
+            bits.index_copy_(0, where, raw)
 
 
 class _ZerothOrder(Optimizer):
     """Shared machinery: seeded chunked directions, exact perturb/restore, the query loop.
 
     Subclasses define :meth:`_direction` (the chunk of ``u`` for a query) and
-    :meth:`_update` (the new chunk of ``x`` from the estimate).
+    :meth:`_update` (the new chunk of ``x`` from the estimate), and list the extra
+    compute-dtype work buffers their update uses in ``update_buffers``.
     """
 
     #: number of standard normal draws per element a direction consumes
     draws = 1
+    #: compute-dtype work buffers the update uses, allocated with the others up front
+    update_buffers: tuple[str, ...] = ("estimate", "u")
 
     def __init__(
         self,
@@ -170,11 +201,14 @@ class _ZerothOrder(Optimizer):
         check_int("seed", seed, minimum=0)
         self.chunk_size = chunk_size
         self._workspace: dict[tuple, Tensor] = {}
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._logs: dict[torch.device, _FixLog] = {}
+        self._reserved = False
         super().__init__(params, {**defaults, "seed": seed, "step": 0}, nonfinite)
         self.last_projected_grads: list[float] = []
-        # ~4% of float32 elements (~7% of bfloat16) need a fix for eps ~ 1e-3 |x|: reserve 1/16
-        reserve = max(1 << 12, sum(p.numel() for g in self.param_groups for p in g["params"]) // 16)
-        self._logs = (_FixLog(self._buffer, reserve), _FixLog(self._buffer, reserve))
+        for p in self._trainable():  # now that the parameter count of each device is known
+            self._reserve(p)
+        self._reserved = True
 
     # ------------------------------------------------------------------ hooks
     def _direction(
@@ -198,6 +232,33 @@ class _ZerothOrder(Optimizer):
         raise NotImplementedError
 
     # -------------------------------------------------------------- machinery
+    def _trainable(self) -> Iterator[Tensor]:
+        return (p for g in self.param_groups for p in g["params"] if p.requires_grad)
+
+    def _reserve(self, p: Tensor) -> None:
+        """Allocate every work buffer and the correction log for ``p``'s device and dtype."""
+        dev, dtype = p.device, p.dtype
+        cdt, bits = _compute_dtype(dtype), _BITS[dtype]
+        for name in ("step", "work", *self.update_buffers):
+            self._buffer(name, 0, cdt, dev)
+        self._buffer("noise", 0, torch.float32, dev, rows=self.draws)
+        for name, dt in [("moved", dtype), ("back", dtype), ("diff", bits)]:
+            self._buffer(name, 0, dt, dev)
+        self._buffer("d", 0, bits, dev)
+        for name in ("where", "gap", "fill", "arange"):
+            self._buffer(name, 0, torch.int64, dev)
+        self._buffer("wide", 0, torch.bool, dev)
+        self._buffer("wide2", 0, torch.bool, dev)
+        self._buffer("code", 0, torch.uint8, dev)
+        self._log(dev)
+
+    def _log(self, device: torch.device) -> _FixLog:
+        log = self._logs.get(device)
+        if log is None:
+            count = sum(p.numel() for p in self._trainable() if p.device == device)
+            log = self._logs[device] = _FixLog(self._buffer, max(1 << 12, count // 4), device)
+        return log
+
     def _buffer(
         self,
         name: str,
@@ -207,7 +268,7 @@ class _ZerothOrder(Optimizer):
         rows: int = 0,
         whole: bool = False,
     ) -> Tensor:
-        """A reusable work buffer: no allocation per chunk, so no heap growth over a step.
+        """A reusable work buffer of ``chunk_size`` elements (times ``rows``).
 
         ``whole=True`` returns the buffer itself (for ``out=`` ops that resize it).
         """
@@ -237,55 +298,54 @@ class _ZerothOrder(Optimizer):
     def _noise(
         self, group: dict[str, Any], query: int, index: int, start: int, chunk: Tensor
     ) -> Tensor:
-        gen = torch.Generator(device=chunk.device)
+        gen = self._generators.get(chunk.device)
+        if gen is None:
+            gen = self._generators[chunk.device] = torch.Generator(device=chunk.device)
         gen.manual_seed(derive_seed(group["seed"], group["step"], query, index, start))
         out = self._buffer("noise", chunk.numel(), torch.float32, chunk.device, rows=self.draws)
         return torch.randn(out.shape, generator=gen, out=out)
 
-    def _move(
-        self, scale_from: float, scale_to: float, query: int, read: _FixLog, write: _FixLog
-    ) -> None:
-        """Move every chunk from ``x + scale_from eps u_q`` to ``x + scale_to eps u_q``, exactly.
+    def _displacement(
+        self, group: dict[str, Any], index: int, p: Tensor, chunk: Tensor, start: int, query: int
+    ) -> Tensor:
+        """``eps u_q`` for this chunk, in the compute dtype (a work buffer)."""
+        n, dev = chunk.numel(), chunk.device
+        noise = self._noise(group, query, index, start, chunk)
+        out = self._buffer("step", n, _compute_dtype(chunk.dtype), dev)
+        return self._direction(group, p, start, noise, out).mul_(group["eps"])
 
-        ``read`` holds the corrections of the state moved from; the corrections of the new
-        state are recorded in ``write``.
-        """
-        write.clear()
+    def _perturb(self, sign: float, query: int) -> None:
+        """``x <- x + sign eps u_q`` from the exact ``x``; log what rounding back would lose."""
+        for log in self._logs.values():
+            log.clear()
         for group, index, p, chunk, start in self._chunks():
             n, dev, dtype = chunk.numel(), chunk.device, chunk.dtype
-            cdt = _compute_dtype(dtype)
-            noise = self._noise(group, query, index, start, chunk)
-            step = self._direction(group, p, start, noise, self._buffer("step", n, cdt, dev))
-            step.mul_(group["eps"])
-            work = self._buffer("work", n, cdt, dev)
-            x = self._buffer("x", n, dtype, dev)  # the exact parameters
-            key = (index, start)
-            if scale_from == 0.0:
-                x.copy_(chunk)
-            else:
-                x.copy_(work.copy_(chunk).sub_(step, alpha=scale_from))  # rounds once
-                read.apply(key, x)
-            if scale_to == 0.0:
-                chunk.copy_(x)
-                continue
+            step = self._displacement(group, index, p, chunk, start, query)
+            work = self._buffer("work", n, step.dtype, dev)
             moved = self._buffer("moved", n, dtype, dev)
             back = self._buffer("back", n, dtype, dev)
-            moved.copy_(work.copy_(x).add_(step, alpha=scale_to))
-            back.copy_(work.copy_(moved).sub_(step, alpha=scale_to))
+            moved.copy_(work.copy_(chunk).add_(step, alpha=sign))  # rounds once
+            back.copy_(work.copy_(moved).sub_(step, alpha=sign))  # what _restore computes
             diff = self._buffer("diff", n, _BITS[dtype], dev)
-            write.record(
-                key, x, back, torch.sub(x.view(diff.dtype), back.view(diff.dtype), out=diff)
-            )
+            torch.sub(chunk.view(diff.dtype), back.view(diff.dtype), out=diff)
+            self._log(dev).record((index, start), chunk, diff)
             chunk.copy_(moved)
 
-    def _query_losses(self, closures: Sequence[Closure], query: int) -> tuple[float, float]:
-        plus, minus = self._logs
-        self._move(0.0, 1.0, query, minus, plus)
-        f_plus = sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
-        self._move(1.0, -1.0, query, plus, minus)
-        f_minus = sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
-        self._move(-1.0, 0.0, query, minus, plus)
-        return f_plus, f_minus
+    def _restore(self, sign: float, query: int) -> None:
+        """Undo :meth:`_perturb` bit for bit."""
+        for group, index, p, chunk, start in self._chunks():
+            step = self._displacement(group, index, p, chunk, start, query)
+            work = self._buffer("work", chunk.numel(), step.dtype, chunk.device)
+            chunk.copy_(work.copy_(chunk).sub_(step, alpha=sign))
+            self._log(chunk.device).apply((index, start), chunk)
+
+    def _loss_at(self, closures: Sequence[Closure], sign: float, query: int) -> float:
+        """The mean closure loss at ``x + sign eps u_q``; the parameters end exact."""
+        self._perturb(sign, query)
+        try:
+            return sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
+        finally:
+            self._restore(sign, query)
 
     @torch.no_grad()
     def step(  # type: ignore[override]
@@ -302,7 +362,8 @@ class _ZerothOrder(Optimizer):
             raise ValueError("eps and n_queries must be the same in every param group")
         coeffs, first = [], None
         for q in range(n):
-            f_plus, f_minus = self._query_losses(closures, q)
+            f_plus = self._loss_at(closures, 1.0, q)
+            f_minus = self._loss_at(closures, -1.0, q)
             if first is None:
                 first = (f_plus + f_minus) / 2
             if not (math.isfinite(f_plus) and math.isfinite(f_minus)):
@@ -321,6 +382,13 @@ class _ZerothOrder(Optimizer):
         for group in self.param_groups:
             group["step"] += 1
         return torch.tensor(first)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if getattr(self, "_reserved", False):  # a group added after construction
+            for p in self.param_groups[-1]["params"]:
+                if p.requires_grad:
+                    self._reserve(p)
 
     def _state_chunk(self, p: Tensor, name: str, start: int, size: int) -> Tensor:
         state = self.state[p]
@@ -350,9 +418,10 @@ class ZOSGD(_ZerothOrder):
     ``z_q ~ N(0, I)`` regenerated from the seed (see the module docstring).
 
     Cost per step: ``2 n_queries`` forward passes per closure, no backward; about
-    ``4 n_queries + 1`` elementwise passes over the parameters. Memory: that of
-    inference plus ~12 chunk buffers and two correction logs (~0.4 bytes per
-    parameter together); no state per parameter.
+    ``4 n_queries + 1`` regenerations of ``z`` and a few elementwise passes over the
+    parameters for each. Memory: that of inference plus 12 chunk buffers (~3 MiB at the
+    default ``chunk_size``, float32) and one correction log (3 bytes per logged element,
+    ~0.12 bytes per float32 parameter at ``eps = 1e-3``); no state per parameter.
 
     Args:
         params: parameters or groups (group keys ``lr``, ``weight_decay``).
@@ -379,7 +448,7 @@ class ZOSGD(_ZerothOrder):
         n_queries: int = 1,
         weight_decay: float = 0.0,
         seed: int | None = None,
-        chunk_size: int = 1 << 16,
+        chunk_size: int = 1 << 15,
         nonfinite: NonFinite = "raise",
     ) -> None:
         defaults = _zo_defaults(lr, eps, n_queries, weight_decay)
@@ -420,7 +489,7 @@ class ZOAdam(_ZerothOrder):
         n_queries: int = 1,
         weight_decay: float = 0.0,
         seed: int | None = None,
-        chunk_size: int = 1 << 16,
+        chunk_size: int = 1 << 15,
         nonfinite: NonFinite = "raise",
     ) -> None:
         check_betas(betas)
@@ -449,83 +518,142 @@ class ZOAdam(_ZerothOrder):
         x.addcdiv_(m, denom, value=-group["lr"] / (1 - b1**t))
 
 
+def adamu_schedule(
+    step: int, total_steps: int, warmup_steps: int, anneal_end: float, varphi: float
+) -> float:
+    """ZO-AdaMU's three-phase annealed weight at ``step`` (0-based).
+
+    With ``T = total_steps``, ``T1 = warmup_steps``, ``T2 = int(anneal_end T)``::
+
+        w(t) = 1                                        t < T1
+             = (1 + cos(pi (t - T1) / L(t))) / 2        T1 <= t < T2
+             = (1 + cos(pi (T2 - T1) / L(T2))) / 2      t >= T2
+        L(t) = T - varphi (t - T1) (T - T2) / (T2 - T1)
+
+    a cosine decay whose period ``L`` shrinks by ``varphi (T - T2) / (T2 - T1)`` a step
+    (a larger ``varphi`` anneals faster), held at its last value in the third phase.
+    This is the closed form of the authors' released trainer, which shrinks ``L`` in
+    place once per call.
+    """
+    if step < warmup_steps:
+        return 1.0
+    end = int(anneal_end * total_steps)
+    t = min(step, end)
+    limit = total_steps - varphi * (t - warmup_steps) * (total_steps - end) / (end - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * (t - warmup_steps) / limit))
+
+
 class ZOAdaMU(_ZerothOrder):
     r"""ZO-AdaMU: the perturbation itself carries momentum and uncertainty.
 
-    Each query draws ``xi1, xi2 ~ N(0, I)`` and perturbs along::
+    At step ``t`` the weights ``alpha, beta1, beta2`` come from :func:`adamu_schedule`
+    (one ``varphi`` each: 1.0, 0.1, 1.5 by default): all three are 1 for the first
+    ``warmup_steps`` steps (plain MeZO perturbations), then anneal towards the
+    momentum over a cosine until ``anneal_end * total_steps``, then stay. Each query
+    draws ``xi1, xi2 ~ N(0, I)`` and perturbs along::
 
-        z_dot  = sqrt(alpha) xi1                    (exploration)
-        z_ddot = m + sqrt(1 - alpha) xi2            (around the momentum m)
+        z_dot  = sqrt(alpha) xi1                    (zero-centred, variance alpha)
+        z_ddot = m + sqrt(1 - alpha) xi2            (centred on the momentum m)
         u      = beta1 z_dot + (1 - beta1) z_ddot
 
-    then, with ``c_q`` the loss differences along ``u_q``::
+    then, with ``c_q`` the loss difference quotient along ``u_q``::
 
         g_hat = (1/n) sum_q c_q u_q
         v     = (1/n) sum_q beta2 z_dot_q^2 + (1 - beta2) z_ddot_q^2
-        x    <- x - lr g_hat / (sqrt(v) + adam_eps) - lr wd x
-        m    <- (1/n) sum_q u_q
+        x    <- x - lr (g_hat / sqrt(v + sigma) + wd x)
+        m    <- (1/n) sum_q sign(c_q) u_q
 
-    ``alpha``, ``beta1``, ``beta2`` are group hyperparameters; the paper anneals them
-    over three phases of training, which a user can do by changing them in
-    ``param_groups`` (as a scheduler does with ``lr``). The paper writes the denominator
-    as ``sqrt(v^2 + sigma)``; this class uses Adam's ``sqrt(v) + adam_eps``, which keeps
-    the step scale-free in ``u``.
+    For ``n_queries = 1`` this is the paper's rule as its authors' trainer computes it
+    (``m`` is the last perturbation, signed by its projected gradient, so the next one
+    is drawn around the direction that lowered the loss); several queries average it.
+    The paper typesets the denominator as ``sqrt(v^2 + sigma)``; the authors' code
+    uses ``sqrt(v + sigma)``, implemented here: ``v`` is already a second moment of
+    ``u``, and the step ``c u / sqrt(v)`` is then scale-free in ``u`` (with ``v^2`` it
+    would grow like ``1 / |u|``). Defaults are the authors': ``total_steps = 20000``
+    (their runs), ``warmup_steps = 1024``, ``anneal_end = 0.8``, ``sigma = 1e-8``; set
+    ``total_steps`` to the length of your run. Not found in the paper or code and
+    chosen here: the generalization to ``n_queries > 1`` (averages as above).
 
-    Cost per step: as :class:`ZOSGD` (two normal draws per element and query).
-    Memory: one float32 buffer per parameter (``m``).
+    Cost per step: as :class:`ZOSGD`, with two normal draws per element and query.
+    Memory: one float32 buffer per parameter (``momentum``).
 
     References:
         S. Jiang, Q. Chen, Y. Pan, Y. Xiang, Y. Lin, X. Wu, C. Liu, X. Song, "ZO-AdaMU
         Optimizer: Adapting Perturbation by the Momentum and Uncertainty in Zeroth-order
-        Optimization", AAAI 2024; arXiv:2312.15184.
+        Optimization", AAAI 2024; arXiv:2312.15184 (and the authors' code,
+        github.com/MathIsAll/ZO-AdaMU, ``trainer.py``).
     """
 
     draws = 2
+    update_buffers = ("estimate", "u", "z_dot", "z_ddot", "second", "mean_u")
 
     def __init__(
         self,
         params: Iterable[Any],
         lr: float = 1e-4,
         eps: float = 1e-3,
-        alpha: float = 0.5,
-        beta1: float = 0.9,
-        beta2: float = 0.5,
-        adam_eps: float = 1e-8,
+        total_steps: int = 20000,
+        warmup_steps: int = 1024,
+        anneal_end: float = 0.8,
+        varphi: tuple[float, float, float] = (1.0, 0.1, 1.5),
+        sigma: float = 1e-8,
         n_queries: int = 1,
         weight_decay: float = 0.0,
         seed: int | None = None,
-        chunk_size: int = 1 << 16,
+        chunk_size: int = 1 << 15,
         nonfinite: NonFinite = "raise",
     ) -> None:
-        check_unit_interval("alpha", alpha, closed_right=True)
-        check_unit_interval("beta1", beta1, closed_right=True)
-        check_unit_interval("beta2", beta2, closed_right=True)
-        check_positive("adam_eps", adam_eps)
+        check_int("total_steps", total_steps)
+        check_int("warmup_steps", warmup_steps, minimum=0)
+        check_unit_interval("anneal_end", anneal_end, closed_right=True)
+        end = int(anneal_end * total_steps)
+        if end <= warmup_steps:
+            raise ValueError(
+                f"warmup_steps must be < int(anneal_end * total_steps) = {end}, got {warmup_steps}"
+            )
+        if not isinstance(varphi, (tuple, list)) or len(varphi) != 3:
+            raise ValueError(f"varphi must be three numbers (alpha, beta1, beta2), got {varphi!r}")
+        for phi in varphi:  # the shrinking period L must stay positive
+            check_positive("varphi", phi)
+            if total_steps - phi * (total_steps - end) <= 0:
+                raise ValueError(
+                    f"varphi must be < total_steps / (total_steps - int(anneal_end * "
+                    f"total_steps)) = {total_steps / (total_steps - end):g}, got {phi!r}"
+                )
+        check_positive("sigma", sigma, allow_zero=False)
         defaults = {
             **_zo_defaults(lr, eps, n_queries, weight_decay),
-            "alpha": alpha,
-            "beta1": beta1,
-            "beta2": beta2,
-            "adam_eps": adam_eps,
+            "total_steps": total_steps,
+            "warmup_steps": warmup_steps,
+            "anneal_end": anneal_end,
+            "varphi": tuple(varphi),
+            "sigma": sigma,
         }
         super().__init__(params, defaults, seed, chunk_size, nonfinite)
 
-    def _parts(self, group, p, start, noise, dtype, tag="") -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def weights(group: dict[str, Any]) -> tuple[float, float, float]:
+        """``(alpha, beta1, beta2)`` of ``group`` at its current step."""
+        args = (group["step"], group["total_steps"], group["warmup_steps"], group["anneal_end"])
+        alpha, beta1, beta2 = (adamu_schedule(*args, phi) for phi in group["varphi"])
+        return alpha, beta1, beta2
+
+    def _parts(self, group, p, start, noise, dtype, alpha) -> tuple[Tensor, Tensor]:
         """``z_dot = sqrt(alpha) xi1`` and ``z_ddot = m + sqrt(1 - alpha) xi2`` in work buffers."""
         n, dev = noise.shape[1], noise.device
         m = self._state_chunk(p, "momentum", start, n)
-        z_dot = self._buffer("z_dot" + tag, n, dtype, dev).copy_(noise[0])
-        z_dot.mul_(math.sqrt(group["alpha"]))
-        z_ddot = self._buffer("z_ddot" + tag, n, dtype, dev).copy_(noise[1])
-        z_ddot.mul_(math.sqrt(1 - group["alpha"])).add_(m)
+        z_dot = self._buffer("z_dot", n, dtype, dev).copy_(noise[0]).mul_(math.sqrt(alpha))
+        z_ddot = self._buffer("z_ddot", n, dtype, dev).copy_(noise[1])
+        z_ddot.mul_(math.sqrt(1 - alpha)).add_(m)
         return z_dot, z_ddot
 
     def _direction(self, group, p, start, noise, out):  # type: ignore[override]
-        z_dot, z_ddot = self._parts(group, p, start, noise, out.dtype)
-        return torch.mul(z_dot, group["beta1"], out=out).add_(z_ddot, alpha=1 - group["beta1"])
+        alpha, beta1, _ = self.weights(group)
+        z_dot, z_ddot = self._parts(group, p, start, noise, out.dtype, alpha)
+        return torch.mul(z_dot, beta1, out=out).add_(z_ddot, alpha=1 - beta1)
 
     def _update(self, group, p, start, x, queries):  # type: ignore[override]
-        b1, b2 = group["beta1"], group["beta2"]
+        alpha, beta1, beta2 = self.weights(group)
         n, dev = x.numel(), x.device
         g = self._buffer("estimate", n, x.dtype, dev).zero_()
         second = self._buffer("second", n, x.dtype, dev).zero_()
@@ -533,14 +661,14 @@ class ZOAdaMU(_ZerothOrder):
         u = self._buffer("u", n, x.dtype, dev)
         count = 0
         for c, noise in queries:
-            z_dot, z_ddot = self._parts(group, p, start, noise, x.dtype)
-            second.addcmul_(z_dot, z_dot, value=b2).addcmul_(z_ddot, z_ddot, value=1 - b2)
-            torch.mul(z_dot, b1, out=u).add_(z_ddot, alpha=1 - b1)
+            z_dot, z_ddot = self._parts(group, p, start, noise, x.dtype, alpha)
+            second.addcmul_(z_dot, z_dot, value=beta2).addcmul_(z_ddot, z_ddot, value=1 - beta2)
+            torch.mul(z_dot, beta1, out=u).add_(z_ddot, alpha=1 - beta1)
             g.add_(u, alpha=c)
-            mean_u.add_(u)
+            mean_u.add_(u, alpha=math.copysign(1.0, c))
             count += 1
         g.div_(count)
-        denom = second.div_(count).sqrt_().add_(group["adam_eps"])
+        denom = second.div_(count).add_(group["sigma"]).sqrt_()
         if group["weight_decay"]:
             x.mul_(1 - group["lr"] * group["weight_decay"])
         x.addcdiv_(g, denom, value=-group["lr"])
