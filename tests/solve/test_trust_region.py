@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+import taylorch
+from taylorch.bench.problems.classic import classic_problem
 from taylorch.solve.methods.base import State
 from taylorch.solve.objective import Objective
 from taylorch.solve.result import Status
@@ -71,13 +73,26 @@ def test_radius_rule_follows_nocedal_wright_4_1():
     [
         ({"initial": 0.0}, "initial_radius"),
         ({"initial": 5.0, "max_radius": 2.0}, "initial_radius"),
-        ({"max_radius": math.inf}, "max_radius"),
+        ({"max_radius": math.nan}, "max_radius"),
+        ({"max_radius": -1.0}, "max_radius"),
         ({"eta": 0.3}, "eta"),
     ],
 )
 def test_radius_rule_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RadiusRule(**kwargs)
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "trust-ncg", "dogleg"])
+def test_the_radius_grows_as_far_as_the_minimizer_is(method):
+    # Brown's badly scaled function: x* = (1e6, 2e-6) from x0 = (1, 1). With scipy's cap of
+    # 1000 on the radius a thousand steps do not get there; by default there is no cap.
+    problem = classic_problem("brown-badly-scaled")
+    res = taylorch.minimize(problem.fun, problem.x0, method=method, max_iter=200)
+    assert res.success, res.message
+    torch.testing.assert_close(res.x, problem.x_star, rtol=1e-10, atol=1e-12)
+    capped = taylorch.minimize(problem.fun, problem.x0, method=method, max_radius=1e3)
+    assert not capped.success
 
 
 def test_reduction_ratio_rejects_nonfinite_trials_and_useless_models():

@@ -90,17 +90,21 @@ class RadiusRule:
 
     Args:
         initial: the first radius.
-        max_radius: the largest radius.
+        max_radius: the largest radius; by default none. (scipy caps it at 1000,
+            which puts a minimizer at distance 1e6, Brown's badly scaled one, a
+            thousand steps away; doubling reaches it in twenty.)
         eta: acceptance threshold in ``[0, 1/4)``.
     """
 
     initial: float = 1.0
-    max_radius: float = 1000.0
+    max_radius: float = math.inf
     eta: float = 0.15
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.max_radius, int | float) and 0 < self.max_radius < math.inf):
-            raise ValueError(f"max_radius must be a finite number > 0, got {self.max_radius!r}")
+        if not (isinstance(self.max_radius, int | float) and 0 < self.max_radius <= math.inf):
+            raise ValueError(
+                f"max_radius must be a number > 0 (math.inf for no bound), got {self.max_radius!r}"
+            )
         if not (isinstance(self.initial, int | float) and 0 < self.initial <= self.max_radius):
             raise ValueError(
                 f"initial_radius must be in (0, max_radius={self.max_radius}], got {self.initial!r}"

@@ -19,6 +19,8 @@ predicts a decrease below the rounding level of ``f`` and ``f`` did not decrease
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from taylorch.solve.methods.base import Solver, State
@@ -66,7 +68,7 @@ class TrustRegion(Solver):
         subproblem: Subproblem,
         *,
         initial_radius: float = 1.0,
-        max_radius: float = 1000.0,
+        max_radius: float = math.inf,
         eta: float = 0.15,
         lanczos_steps: int = 20,
     ):
@@ -166,7 +168,7 @@ class TrustNCG(TrustRegion):
         self,
         *,
         initial_radius: float = 1.0,
-        max_radius: float = 1000.0,
+        max_radius: float = math.inf,
         eta: float = 0.15,
         cg_max_iter: int | None = None,
         lanczos_steps: int = 20,
@@ -199,7 +201,7 @@ class Dogleg(TrustRegion):
     name = "dogleg"
 
     def __init__(
-        self, *, initial_radius: float = 1.0, max_radius: float = 1000.0, eta: float = 0.15
+        self, *, initial_radius: float = 1.0, max_radius: float = math.inf, eta: float = 0.15
     ):
         super().__init__(
             DoglegPath(), initial_radius=initial_radius, max_radius=max_radius, eta=eta
@@ -226,7 +228,7 @@ class TrustExact(TrustRegion):
     name = "trust-exact"
 
     def __init__(
-        self, *, initial_radius: float = 1.0, max_radius: float = 1000.0, eta: float = 0.15
+        self, *, initial_radius: float = 1.0, max_radius: float = math.inf, eta: float = 0.15
     ):
         super().__init__(
             MoreSorensen(), initial_radius=initial_radius, max_radius=max_radius, eta=eta
