@@ -30,7 +30,14 @@ from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.methods.base import Solver, State, Tolerances
 from taylorch.solve.result import Status
 
-__all__ = ["LeastSquaresSolver", "Linearization", "initial_scales", "linearize"]
+__all__ = [
+    "LeastSquaresSolver",
+    "Linearization",
+    "initial_scales",
+    "linearize",
+    "put_rows",
+    "take_rows",
+]
 
 
 @dataclass
@@ -74,8 +81,10 @@ def linearize(
     Cost: the evaluation plus one Householder QR of the ``m x (n + 1)`` matrix ``[J | r]``.
     """
     f, r, jac = objective.residual_and_jacobian(x, mask=mask)
-    n = jac.shape[-1]
-    tri = torch.linalg.qr(torch.cat([jac, r[..., None]], dim=-1), mode="r").R
+    m, n = jac.shape[-2:]
+    # [J | r] laid out column-major, as LAPACK takes it: no transposing copy on the way in.
+    cols = torch.cat([jac.mT, r[:, None, :]], dim=1)  # (B, n + 1, m)
+    tri = torch.geqrf(cols.mT)[0][..., : min(m, n + 1), :].triu()
     rfac, qtr = tri[..., :n], tri[..., n]
     g = (rfac.mT @ qtr[..., None])[..., 0]
     norms = torch.linalg.vector_norm(rfac, dim=-2)
@@ -88,6 +97,34 @@ def linearize(
         rmax=r.abs().amax(dim=-1),
         optimality=optimality(x, f, g, norms * rnorm[:, None], objective),
         jac=jac if keep_jacobian else None,
+    )
+
+
+def take_rows(state: State, rows: Tensor) -> State:
+    """The problems ``rows`` (indices) of ``state`` as a state of their own."""
+    return State(
+        x=state.x[rows],
+        f=state.f[rows],
+        g=None if state.g is None else state.g[rows],
+        flag=state.flag[rows],
+        memory={k: v[rows] for k, v in state.memory.items()},
+    )
+
+
+def put_rows(state: State, rows: Tensor, sub: State) -> State:
+    """``state`` with rows ``rows`` replaced by ``sub`` (a key new in ``sub`` is zero elsewhere)."""
+
+    def put(old: Tensor | None, new: Tensor) -> Tensor:
+        if old is None:
+            old = new.new_zeros((state.x.shape[0], *new.shape[1:]))
+        return old.index_copy(0, rows, new)
+
+    return State(
+        x=put(state.x, sub.x),
+        f=put(state.f, sub.f),
+        g=None if sub.g is None else put(state.g, sub.g),
+        flag=put(state.flag, sub.flag),
+        memory={k: put(state.memory.get(k), v) for k, v in sub.memory.items()},
     )
 
 

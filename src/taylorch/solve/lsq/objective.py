@@ -209,6 +209,42 @@ class ResidualObjective(Objective):
         rvv = jvp(along, (x,), (v,))[1]
         return torch.where(torch.isfinite(rvv), rvv, torch.zeros_like(rvv))
 
+    # -- a sub-batch ----------------------------------------------------------------------
+    def restrict(self, rows: Tensor, x: Tensor) -> ResidualObjective:
+        """The problems ``rows`` (indices ``(b,)``) as a batch of their own.
+
+        Each call of the restricted residual still evaluates the user's residual on
+        the whole batch (it is one function of all ``B`` rows), with ``x`` ``(B, n)``
+        in the rows not asked for, and keeps rows ``rows``; so a method's own work
+        (factorizations, subproblems) scales with the problems still running. Counts
+        start from this objective's and go back with :meth:`absorb`.
+        """
+        full = x.detach()
+
+        def residual(xs: Tensor) -> Tensor:
+            return self.residual_map(full.index_copy(0, rows, xs)).index_select(0, rows)
+
+        sub = ResidualObjective(
+            residual,
+            batched=True,
+            batch_size=rows.shape[0],
+            device=x.device,
+            max_fev=self.max_fev,
+            loss=self.loss,
+            jac=self.jac,
+            lower=None if self.lower is None else self.lower[rows],
+            upper=None if self.upper is None else self.upper[rows],
+        )
+        sub.size = self.size
+        for name in ("nfev", "njev", "n_hvp"):
+            getattr(sub, name).copy_(getattr(self, name)[rows])
+        return sub
+
+    def absorb(self, sub: ResidualObjective, rows: Tensor) -> None:
+        """Take back the counts of ``sub = self.restrict(rows, ...)``."""
+        for name in ("nfev", "njev", "n_hvp"):
+            getattr(self, name).index_copy_(0, rows, getattr(sub, name))
+
     # -- helpers ------------------------------------------------------------------------
     def _cost(self, r: Tensor, ok: Tensor) -> Tensor:
         cost = self.loss.cost(r)

@@ -39,12 +39,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from taylorch.solve.lsq.base import LeastSquaresSolver, Linearization, initial_scales, linearize
+from taylorch.solve.lsq.base import (
+    LeastSquaresSolver,
+    Linearization,
+    initial_scales,
+    linearize,
+    put_rows,
+    take_rows,
+)
 from taylorch.solve.lsq.bounds import bounded_cauchy_step, free_variables, project
 from taylorch.solve.lsq.model import GaussNewtonModel
 from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.lsq.operator_model import OperatorModel, operator_optimality
 from taylorch.solve.methods.base import State
+from taylorch.solve.objective import BudgetExhausted
 from taylorch.solve.result import Status
 
 __all__ = ["Dogleg", "LevenbergMarquardt", "TrustRegionLSQ"]
@@ -133,6 +141,27 @@ class TrustRegionLSQ(LeastSquaresSolver):
         )
 
     def step(self, objective: ResidualObjective, state: State) -> State:
+        """One iteration of the problems still running; the others' rows are left as they are.
+
+        The residual is one function of the whole batch, so every evaluation still
+        covers all rows, but the factorizations and subproblems are solved for the
+        running problems only (:meth:`ResidualObjective.restrict`).
+        """
+        active = objective.active
+        if bool(active.all()):
+            return self._step(objective, state)
+        rows = active.nonzero()[:, 0]
+        sub = objective.restrict(rows, state.x)
+        try:
+            new = self._step(sub, take_rows(state, rows))
+        except BudgetExhausted as exhausted:
+            over = torch.zeros_like(active).index_copy(0, rows, exhausted.rows)
+            raise BudgetExhausted(over) from None
+        finally:
+            objective.absorb(sub, rows)
+        return put_rows(state, rows, new)
+
+    def _step(self, objective: ResidualObjective, state: State) -> State:
         mem = state.memory
         x, f, radius, d = state.x, state.f, mem["radius"], mem["d"]
         lower, upper = objective.lower, objective.upper
