@@ -29,20 +29,30 @@ from torch import nn
 
 from taylorch import optim as tay
 
-Factory = Callable[[Any, float], torch.optim.Optimizer]
+Factory = Callable[[Any, float, int], torch.optim.Optimizer]
 
-# name -> (factory(params, lr), learning rates to try, steps with a closure?)
+# name -> (factory(params, lr, max_steps), learning rates to try, steps with a closure?)
+# Each sweep is wide enough that its best lr is inside it, not at an end.
 OPTIMIZERS: dict[str, tuple[Factory, list[float], bool]] = {
-    "AdamW (torch)": (lambda p, lr: torch.optim.AdamW(p, lr=lr), [1e-3, 3e-3, 1e-2, 3e-2], False),
-    "Muon": (lambda p, lr: tay.Muon(p, lr=lr), [3e-3, 1e-2, 3e-2, 1e-1], False),
-    "AdaBound": (lambda p, lr: tay.AdaBound(p, lr=lr), [1e-3, 3e-3, 1e-2, 3e-2], False),
-    "SPS-max": (lambda p, lr: tay.SPS(p, lr=lr), [0.3, 1.0, 3.0, 10.0], True),
-    "Polyak+momentum": (lambda p, lr: tay.PolyakMomentum(p, lr=lr), [0.3, 1.0, 3.0, 10.0], True),
-    "SLS": (lambda p, lr: tay.SLS(p, lr=lr, n_batches_per_epoch=23), [1.0, 3.0, 10.0], True),
-    "SMB": (lambda p, lr: tay.SMB(p, lr=lr), [0.1, 0.3, 1.0, 3.0], True),
-    "ZO-SGD": (lambda p, lr: tay.ZOSGD(p, lr=lr, seed=0), [1e-3, 3e-3, 1e-2], True),
-    "ZO-Adam": (lambda p, lr: tay.ZOAdam(p, lr=lr, seed=0), [3e-4, 1e-3, 3e-3], True),
-    "ZO-AdaMU": (lambda p, lr: tay.ZOAdaMU(p, lr=lr, seed=0), [3e-4, 1e-3, 3e-3], True),
+    "AdamW (torch)": (
+        lambda p, lr, n: torch.optim.AdamW(p, lr=lr),
+        [1e-3, 3e-3, 1e-2, 3e-2],
+        False,
+    ),
+    "Muon": (lambda p, lr, n: tay.Muon(p, lr=lr), [3e-3, 1e-2, 3e-2, 1e-1], False),
+    "AdaBound": (lambda p, lr, n: tay.AdaBound(p, lr=lr), [1e-3, 3e-3, 1e-2, 3e-2], False),
+    "SPS-max": (lambda p, lr, n: tay.SPS(p, lr=lr), [0.3, 1.0, 3.0, 10.0], True),
+    "Polyak+momentum": (lambda p, lr, n: tay.PolyakMomentum(p, lr=lr), [0.3, 1.0, 3.0, 10.0], True),
+    "SLS": (lambda p, lr, n: tay.SLS(p, lr=lr, n_batches_per_epoch=23), [1.0, 3.0, 10.0], True),
+    "SMB": (lambda p, lr, n: tay.SMB(p, lr=lr), [0.1, 0.3, 1.0, 3.0], True),
+    "ZO-SGD": (lambda p, lr, n: tay.ZOSGD(p, lr=lr, seed=0), [1e-3, 3e-3, 1e-2], True),
+    "ZO-Adam": (lambda p, lr, n: tay.ZOAdam(p, lr=lr, seed=0), [1e-3, 3e-3, 1e-2], True),
+    # the paper's annealing schedule is laid out over the run: total_steps = max_steps
+    "ZO-AdaMU": (
+        lambda p, lr, n: tay.ZOAdaMU(p, lr=lr, total_steps=n, seed=0),
+        [3e-4, 1e-3, 3e-3, 1e-2],
+        True,
+    ),
 }
 
 
@@ -67,7 +77,7 @@ def run(name: str, lr: float, data, target: float, max_steps: int) -> dict[str, 
     model = nn.Sequential(
         nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 128), nn.Tanh(), nn.Linear(128, 10)
     )
-    opt = factory(model.parameters(), lr)
+    opt = factory(model.parameters(), lr, max_steps)
     sampler = torch.Generator().manual_seed(1)
     batch = {}
 

@@ -19,14 +19,15 @@ Exact restore. ``x + eps u`` is rounded to the parameter's dtype, so ``(x + eps 
 is not ``x`` in general (in float32 and, far more often, in bfloat16/float16). Each
 perturbation is computed in float32 (float64 for float64 parameters) from the exact
 ``x`` and rounded once, and the few elements where rounding back would not give ``x``
-bit for bit (where ``|eps u|`` is not small against ``|x|``: about 4% of the float32
-elements of a default-initialized MLP at ``eps = 1e-3``) are logged while the parameters
-are perturbed: an int16 index and the int8 difference of bit patterns (3 bytes), or
-the exact value when the difference does not fit int8 (rare). Restoring recomputes
-``x`` from the perturbed value and the regenerated ``u`` and patches those elements.
-Every perturbation starts from the exact ``x`` and returns to it before the next, so a
-single log serves them all; it is reserved at construction for 1/8 of the parameter
-count, and only the part written becomes resident memory.
+bit for bit (where ``|eps u|`` is not small against ``|x|``: about 11% of the float32
+weights of a 4096-wide MLP at ``eps = 1e-3``) are logged while the parameters are
+perturbed, in about a byte each (see :class:`_FixLog`). Restoring recomputes ``x``
+from the perturbed value and the regenerated ``u`` and patches those elements. Every
+perturbation starts from the exact ``x`` and returns to it before the next (four moves
+per query, where going from ``x + eps u`` to ``x - eps u`` directly would need the
+corrections of both states at once), so a single log serves them all; it is reserved
+at construction for a quarter of a byte per parameter, and only the part written
+becomes resident memory.
 """
 
 from __future__ import annotations
@@ -417,11 +418,12 @@ class ZOSGD(_ZerothOrder):
     ``g_hat = (1/n) sum_q (f(x + eps z_q) - f(x - eps z_q)) / (2 eps) z_q``,
     ``z_q ~ N(0, I)`` regenerated from the seed (see the module docstring).
 
-    Cost per step: ``2 n_queries`` forward passes per closure, no backward; about
-    ``4 n_queries + 1`` regenerations of ``z`` and a few elementwise passes over the
-    parameters for each. Memory: that of inference plus 12 chunk buffers (~3 MiB at the
-    default ``chunk_size``, float32) and one correction log (3 bytes per logged element,
-    ~0.12 bytes per float32 parameter at ``eps = 1e-3``); no state per parameter.
+    Cost per step: ``2 n_queries`` forward passes per closure, no backward;
+    ``4 n_queries + 1`` regenerations of ``z`` (perturb and restore, twice per query,
+    and the update) and a few elementwise passes over the parameters for each. Memory:
+    that of inference plus 16 chunk buffers (~2 MiB at the default ``chunk_size``, for
+    float32 parameters) and one correction log (~0.1 byte per float32 parameter at
+    ``eps = 1e-3``); no state per parameter.
 
     Args:
         params: parameters or groups (group keys ``lr``, ``weight_decay``).
