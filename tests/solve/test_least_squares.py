@@ -175,6 +175,45 @@ def test_batched_equals_loop(method):
     assert res.success.all() and res.jac.shape == (4, 40, 3)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"method": "dogleg"},
+        {"geodesic": False},
+        {"jac": "matrix-free"},
+        {"bounds": (torch.tensor([0.0, 0.0, -1.0], dtype=F64), 5.0)},
+        {"max_fev": 9},
+    ],
+    ids=["lm", "dogleg", "lm-plain", "matrix-free", "bounds", "max_fev"],
+)
+def test_batched_problems_that_stop_early_leave_the_others_unchanged(options):
+    """Once some problems have stopped, a step works on the rest alone (a sub-batch):
+    every problem must still end exactly as when solved by itself, counts included."""
+    data = [decay_data(seed=s) for s in range(5)]
+    t = data[0][0]
+    ys = torch.stack([y for _, y in data])
+    # From near the solution to far away: the problems stop at very different iterations.
+    x0 = torch.tensor(
+        [[2.5, 1.3, 0.4], [2.0, 1.0, 0.3], [1.0, 1.0, 0.0], [4.0, 3.0, -0.5], [0.5, 0.2, 0.9]],
+        dtype=F64,
+    )
+
+    def residual(p):
+        return p[:, :1] * torch.exp(-p[:, 1:2] * t) + p[:, 2:] - ys
+
+    res = taylorch.least_squares(residual, x0, batched=True, **options)
+    assert res.nit.unique().numel() > 1  # some stopped first: the sub-batch path ran
+    for i, (_, y) in enumerate(data):
+        one = taylorch.least_squares(decay_residual(t, y), x0[i], **options)
+        torch.testing.assert_close(res.x[i], one.x, rtol=1e-10, atol=1e-12)
+        got = [int(getattr(res, k)[i]) for k in ("nit", "nfev", "njev", "n_hvp", "status")]
+        assert got == [one.nit, one.nfev, one.njev, one.n_hvp, int(one.status)]
+    if "max_fev" in options:
+        assert (res.status == Status.MAX_FEV).any() and (res.status != Status.MAX_FEV).any()
+        assert (res.nfev <= options["max_fev"]).all()
+
+
 @pytest.mark.parametrize("jac", ["forward", "reverse", "matrix-free"])
 def test_jacobian_modes_agree_and_calls_are_counted_exactly(jac):
     t, y = decay_data()
