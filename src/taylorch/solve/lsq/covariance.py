@@ -7,7 +7,10 @@ and Its Applications*, 1988, Sec. 2.3; NIST StRD certifies the same)::
     pcov = s^2 (J^T J)^-1            computed as  s^2 V diag(1 / sigma_i^2) V^T
     stderr = sqrt(diag(pcov))
 
-from the thin SVD ``J = U diag(sigma) V^T``, which avoids forming ``J^T J``.
+from the SVD ``R = U diag(sigma) V^T`` of the triangle of a QR factorization
+``J = Q R`` (the singular values and ``V`` of ``J`` itself), which avoids forming
+``J^T J``; the QR reduces each tall ``J`` to ``min(m, n)`` rows first, so the
+SVD costs ``O(n^3)`` whatever ``m``.
 Where ``J`` is numerically rank-deficient (``sigma_min <= eps max(m, n) sigma_max``)
 some parameter combination is not determined by the data and the whole
 covariance is ``inf``; so it is when ``m <= n``. Cost ``O(m n^2)`` per problem.
@@ -28,7 +31,8 @@ def covariance(jac: Tensor, cost: Tensor, *, absolute: bool = False) -> tuple[Te
     known standard deviations and ``s^2 = 1`` (scipy's ``absolute_sigma``).
     """
     m, n = jac.shape[-2:]
-    _, sv, vh = torch.linalg.svd(jac, full_matrices=False)
+    tri = torch.geqrf(jac)[0][..., : min(m, n), :].triu()
+    _, sv, vh = torch.linalg.svd(tri, full_matrices=False)
     eps = torch.finfo(jac.dtype).eps
     rank_ok = sv[..., -1] > eps * max(m, n) * sv[..., 0]
     inv = 1 / torch.where(sv > 0, sv, 1.0) ** 2
