@@ -204,76 +204,93 @@ class StrongWolfe(LineSearch):
         self.noise = noise
 
     def search(self, objective, x, f, g, p, t0):
+        # Every threshold that does not change during the search is computed once: each
+        # round is a few dozen small tensor operations for the whole batch.
         slope = (g * p).sum(dim=-1)
-        inf = torch.full_like(f, torch.inf)
-        lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f.clone(), slope.clone(), g.clone()
+        eps = torch.finfo(x.dtype).eps
+        noise = max(self.noise, 100 * eps) * f.abs()
+        armijo_rate = self.c1 * slope
+        f_noisy = f + noise
+        approx_slope = (2 * self.c1 - 1) * slope
+        curvature_bound = -self.c2 * slope
+        p_abs = p.abs()
+        # lo: the best point with sufficient decrease so far; hi: the other end of the
+        # bracket (t = +inf while the step is still being expanded).
+        lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f, slope, g
+        hi_t = torch.full_like(f, torch.inf)
+        hi_f, hi_d = hi_t, hi_t
         pending = objective.active.clone()
-        # Whether lo passed the plain Armijo test, and whether a trial met both Wolfe conditions.
+        # Whether lo passed the plain Armijo test, whether a trial met both Wolfe conditions,
+        # and whether the bracket closed to a single float point first.
         lo_armijo = torch.zeros_like(pending)
         met = torch.zeros_like(pending)
         collapsed = torch.zeros_like(pending)
-        hi_t, hi_f, hi_d = inf.clone(), inf.clone(), inf.clone()
-        t = t0.clone()
-        eps = torch.finfo(x.dtype).eps
-        noise = max(self.noise, 100 * eps) * f.abs()
+        t = t0
         for _ in range(self.max_trials):
-            xt = x + t[:, None] * p
-            ft, gt = objective.value_and_grad(xt, mask=pending)
+            ft, gt = objective.value_and_grad(_along(x, t, p), mask=pending)
             dt = (gt * p).sum(dim=-1)
-            armijo = ft <= f + self.c1 * t * slope
-            decrease = armijo | ((ft <= f + noise) & (dt <= (2 * self.c1 - 1) * slope))
-            worse = ~decrease | (ft > lo_f + noise) | ~torch.isfinite(ft)
-            curvature = dt.abs() <= -self.c2 * slope
-            done = pending & ~worse & curvature
-            # Too high: the trial closes the bracket from above.
-            new_hi = pending & worse
-            # Good value but slope of the wrong sign: the old lo becomes hi.
-            flip = pending & ~worse & ~curvature & (dt * (hi_t - lo_t) >= 0)
+            # A non-finite trial has ft = +inf (see Objective): it fails every test below.
+            armijo = ft <= torch.addcmul(f, t, armijo_rate)
+            decrease = armijo | ((ft <= f_noisy) & (dt <= approx_slope))
+            good = pending & decrease & (ft <= lo_f + noise)
+            curvature = dt.abs() <= curvature_bound
+            done = good & curvature
+            # Too high: the trial closes the bracket from above. Good value but slope of the
+            # wrong sign: the old lo becomes hi.
+            new_hi = pending & ~good
+            flip = good & ~curvature & (dt * (hi_t - lo_t) >= 0)
             hi_t = torch.where(new_hi, t, torch.where(flip, lo_t, hi_t))
             hi_f = torch.where(new_hi, ft, torch.where(flip, lo_f, hi_f))
             hi_d = torch.where(new_hi, dt, torch.where(flip, lo_d, hi_d))
-            new_lo = pending & ~worse
-            lo_t = torch.where(new_lo, t, lo_t)
-            lo_f = torch.where(new_lo, ft, lo_f)
-            lo_d = torch.where(new_lo, dt, lo_d)
-            lo_g = torch.where(new_lo[:, None], gt, lo_g)
-            lo_armijo = torch.where(new_lo, armijo, lo_armijo)
+            lo_t = torch.where(good, t, lo_t)
+            lo_f = torch.where(good, ft, lo_f)
+            lo_d = torch.where(good, dt, lo_d)
+            lo_g = torch.where(good[:, None], gt, lo_g)
+            lo_armijo = torch.where(good, armijo, lo_armijo)
             met |= done
-            pending &= ~done
             # A bracket whose ends are the same point to the last bit of every coordinate
             # cannot be narrowed further: the Wolfe conditions are out of reach at this
             # precision, and what lo gained over f is rounding noise.
+            bracketed = hi_t < torch.inf
             width = (hi_t - lo_t).abs()
-            closed = torch.isfinite(hi_t) & (
-                (width[:, None] * p.abs() <= eps * (x + lo_t[:, None] * p).abs()).all(dim=-1)
+            lo_x = _along(x, lo_t, p)
+            closed = bracketed & (
+                (width[:, None] * p_abs <= eps * lo_x.abs()).all(dim=-1)
                 | (width <= eps * lo_t.abs())
             )
-            collapsed |= pending & closed
-            pending &= ~closed
+            collapsed |= pending & closed & ~done
+            pending &= ~(done | closed)
             if not bool(pending.any()):
                 break
             t_next = torch.where(
-                torch.isfinite(hi_t),
+                bracketed,
                 _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d),
                 self.expand * lo_t,
             )
             t = torch.where(pending, t_next, t)
         # A search that ran out of rounds keeps lo only if f really went down there: in the
         # rounding-noise regime a tiny step "decreases" f without moving x at all.
-        ok = (lo_t > 0) & (met | (lo_armijo & (lo_f < f) & ~collapsed))
-        return SearchResult(
-            t=lo_t, x=x + lo_t[:, None] * p, f=torch.where(ok, lo_f, f), g=lo_g, ok=ok
-        )
+        ok = (lo_t > 0) & (met | (lo_armijo & (lo_f < f - noise) & ~collapsed))
+        return SearchResult(t=lo_t, x=_along(x, lo_t, p), f=torch.where(ok, lo_f, f), g=lo_g, ok=ok)
 
 
 def _cubic_trial(a: Tensor, fa: Tensor, da: Tensor, b: Tensor, fb: Tensor, db: Tensor) -> Tensor:
-    """Minimizer of the cubic interpolating both ends, kept inside the middle 80%."""
+    """Minimizer of the cubic interpolating both ends, kept inside the middle 80%.
+
+    Where the cubic has no minimizer (or ``fb`` is infinite, which makes it NaN) the
+    trial is the midpoint.
+    """
     d1 = da + db - 3 * (fa - fb) / (a - b)
     disc = d1 * d1 - da * db
     d2 = torch.sign(b - a) * torch.sqrt(torch.clamp(disc, min=0))
     t = b - (b - a) * (db + d2 - d1) / (db - da + 2 * d2)
-    mid = 0.5 * (a + b)
-    t = torch.where(torch.isfinite(t) & (disc >= 0) & torch.isfinite(fb), t, mid)
+    t = torch.where((disc >= 0) & (t.abs() < torch.inf), t, 0.5 * (a + b))  # NaN fails too
     low, high = torch.minimum(a, b), torch.maximum(a, b)
     margin = 0.1 * (high - low)
-    return torch.minimum(torch.maximum(t, low + margin), high - margin)
+    return torch.clamp(t, low + margin, high - margin)
+
+
+def _along(x: Tensor, t: Tensor, p: Tensor) -> Tensor:
+    """``x + t p`` per problem; the one expression for a trial point and the point returned,
+    so that they agree to the last bit."""
+    return torch.addcmul(x, t[:, None], p)

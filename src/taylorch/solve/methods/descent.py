@@ -10,9 +10,11 @@ One iteration, for every problem of the batch at once::
 When the search finds no acceptable step the direction's memory is reset
 (the next direction is steepest descent); a problem whose steepest-descent
 search fails too reports ``NO_PROGRESS``: at that precision no step along
-``-g`` decreases ``f``. So does a problem whose last ``patience`` accepted
-steps improved neither its lowest ``f`` nor its smallest ``|g|`` (steps
-within the rounding noise of ``f``).
+``-g`` decreases ``f``. So does a problem whose last ``patience`` steps,
+failed searches included, improved neither its lowest ``f`` nor its
+smallest ``|g|``: at the noise floor of ``f`` a failed quasi-Newton search,
+a steepest-descent step that "decreases" ``f`` by rounding noise and a step
+back can repeat forever (Meyer's function did, with BFGS).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Direction(abc.ABC):
 class DescentMethod(Solver):
     """A :class:`Direction` and a :class:`LineSearch`, run as one solver."""
 
-    patience: int = 30
+    patience: int = 10
 
     def __init__(self, direction: Direction, line_search: LineSearch):
         self.direction = direction
@@ -110,15 +112,15 @@ class DescentMethod(Solver):
     @staticmethod
     def _track_progress(progress: dict[str, Tensor], step: SearchResult) -> dict[str, Tensor]:
         """Below the precision floor the approximate Wolfe test admits steps that move ``f``
-        by rounding noise only: count the accepted steps in a row that improve neither the
-        lowest ``f`` nor the smallest ``|g|`` seen."""
+        by rounding noise only: count the steps in a row (failed ones too) that improve
+        neither the lowest ``f`` nor the smallest ``|g|`` seen."""
         gnorm = torch.linalg.vector_norm(step.g, dim=-1)
         improved = (step.f < progress["best_f"]) | (gnorm < progress["best_gnorm"])
         return {
             "fresh": ~step.ok,
             "best_f": torch.minimum(step.f, progress["best_f"]),
             "best_gnorm": torch.minimum(gnorm, progress["best_gnorm"]),
-            "stalled": torch.where(improved | ~step.ok, 0, progress["stalled"] + 1),
+            "stalled": torch.where(improved, 0, progress["stalled"] + 1),
         }
 
 
