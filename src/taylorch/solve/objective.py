@@ -75,13 +75,17 @@ class Objective:
         derivatives.check_scalar_output(out, x[0], batched=False)
         return out.reshape(1)
 
-    def _charge(self, mask: Tensor | None, counter: Tensor, amount: int = 1) -> None:
+    def _charge(self, mask: Tensor | None, *counters: Tensor, amount: int = 1) -> None:
+        """Add ``amount`` to each of ``counters`` on the rows served (checking the budget
+        first when ``nfev`` is among them)."""
         rows = self.active if mask is None else mask & self.active
-        if counter is self.nfev and self.max_fev is not None:
+        if self.max_fev is not None and any(c is self.nfev for c in counters):
             over = rows & (self.nfev + amount > self.max_fev)
             if bool(over.any()):
                 raise BudgetExhausted(over)
-        counter.add_(rows.long() * amount)
+        charge = rows.long() if amount == 1 else rows.long() * amount
+        for counter in counters:
+            counter.add_(charge)
 
     # -- oracles -----------------------------------------------------------------------
     def value(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -98,8 +102,7 @@ class Objective:
         graph and kept, so that curvature at an accepted trial point costs no
         second evaluation.
         """
-        self._charge(mask, self.nfev)
-        self._charge(mask, self.njev)
+        self._charge(mask, self.nfev, self.njev)
         if self._second_order:
             self._remember(x, self.active if mask is None else mask)
             graph = self._build(x)
@@ -142,7 +145,7 @@ class Objective:
         just before) and ``n`` HVPs.
         """
         graph = self._graph_at(x, mask)
-        self._charge(mask, self.n_hvp, x.shape[-1])
+        self._charge(mask, self.n_hvp, amount=x.shape[-1])
         hess = derivatives.hessian_from_gradient(graph.g, graph.x)
         f, g = _mark_nonfinite(graph.f, graph.g.detach())
         ok = torch.isfinite(hess).flatten(1).all(dim=1)
@@ -178,8 +181,7 @@ class Objective:
         for point in self._recent:
             seen |= (point == x).all(dim=-1)
         rows = ~seen if mask is None else mask & ~seen
-        self._charge(rows, self.nfev)
-        self._charge(rows, self.njev)
+        self._charge(rows, self.nfev, self.njev)
         self._remember(x, rows)
         for graph in self._graphs:
             if torch.equal(graph.point, x):
@@ -214,8 +216,8 @@ def _finite_or_inf(f: Tensor) -> Tensor:
 
 def _mark_nonfinite(f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
     # One reduction instead of an elementwise test: the sum is finite iff every entry is
-    # (short of overflow in the sum, a point no solver should step to anyway).
-    ok = torch.isfinite(f + g.sum(dim=-1))
-    f = torch.where(ok, f, torch.full_like(f, torch.inf))
-    g = torch.where(ok[:, None], g, torch.zeros_like(g))
-    return f, g
+    # (short of overflow in the sum, a point no solver should step to anyway), and then
+    # total - total is 0; for inf or NaN it is NaN.
+    total = f + g.sum(dim=-1)
+    ok = (total - total) == 0
+    return torch.where(ok, f, torch.inf), torch.where(ok[:, None], g, 0.0)

@@ -112,10 +112,13 @@ class Solver(abc.ABC):
 
     def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
         """Per-problem status after a step: ``CONVERGED``, ``SMALL_STEP`` or ``RUNNING``."""
-        status = torch.full_like(new.flag, Status.RUNNING)
         status = torch.where(
-            self.stationary(new, tol), torch.full_like(status, Status.CONVERGED), status
+            self.stationary(new, tol),
+            torch.full_like(new.flag, Status.CONVERGED),
+            torch.full_like(new.flag, Status.RUNNING),
         )
+        if tol.xtol <= 0 or tol.ftol <= 0:  # the small-step test needs both
+            return status
         dx = (new.x - old.x).abs().amax(dim=-1)
         df = (new.f - old.f).abs()
         small = (dx < tol.xtol * (1 + old.x.abs().amax(dim=-1))) & (

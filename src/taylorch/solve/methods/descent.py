@@ -94,7 +94,8 @@ class DescentMethod(Solver):
         # At g = 0 exactly no direction has a negative slope; a second-order method's
         # direction of negative curvature (zero slope) is then kept, not replaced by -g = 0.
         stationary = ~(state.g != 0).any(dim=-1)
-        uphill = (~(slope < 0) & ~stationary) | ~torch.isfinite(p).all(dim=-1)
+        # A non-finite entry of p makes the slope NaN or infinite: that p is replaced too.
+        uphill = (~(slope < 0) & ~stationary) | ~(slope > -torch.inf)
         p = torch.where(uphill[:, None], -state.g, p)
         t0 = torch.where(
             uphill, _steepest_initial_step(state.g), self.direction.initial_step(state, p)

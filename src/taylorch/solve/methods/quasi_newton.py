@@ -25,15 +25,18 @@ from taylorch.solve.methods.descent import DescentMethod, Direction
 __all__ = ["BFGS", "LBFGS"]
 
 
-def _curvature_pairs(state: State, step: SearchResult) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(s, y, <s, y>, usable)`` for the step just taken."""
+def _curvature_pairs(
+    state: State, step: SearchResult
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(s, y, <s, y>, <y, y>, usable)`` for the step just taken."""
     s = step.x - state.x
     y = step.g - state.g
     sy = (s * y).sum(dim=-1)
+    yy = (y * y).sum(dim=-1)
     guard = s.shape[-1] * torch.finfo(s.dtype).eps
-    norms = torch.linalg.vector_norm(s, dim=-1) * torch.linalg.vector_norm(y, dim=-1)
-    usable = step.ok & (sy > guard * norms) & torch.isfinite(sy)
-    return s, y, sy, usable
+    # False for a NaN <s, y> too.
+    usable = step.ok & (sy > guard * torch.sqrt((s * s).sum(dim=-1) * yy))
+    return s, y, sy, yy, usable
 
 
 def _first_step(count: Tensor, g: Tensor) -> Tensor:
@@ -46,7 +49,7 @@ class BFGSDirection(Direction):
     """``p = -H g`` with the dense inverse-Hessian model ``H`` ``(B, n, n)``.
 
     The update (N&W eq. 6.17) ``H+ = (I - r s y^T) H (I - r y s^T) + r s s^T``,
-    ``r = 1 / <s, y>``, is applied as one rank-2 ``baddbmm``. A problem with no
+    ``r = 1 / <s, y>``, is applied as two rank-1 updates. A problem with no
     usable pair yet (at the start, or after a reset) steps along ``-g`` and
     takes ``H = <s, y> / <y, y> I`` (N&W eq. 6.20) as the base of its first
     update. Cost per step: O(n^2) flops; memory n^2 per problem.
@@ -68,22 +71,22 @@ class BFGSDirection(Direction):
         return _first_step(state.memory["updates"], state.g)
 
     def update(self, objective, state, step, memory):
-        s, y, sy, usable = _curvature_pairs(state, step)
+        s, y, sy, yy, usable = _curvature_pairs(state, step)
+        h = memory["inv_hessian"]
         fresh = memory["updates"] == 0
-        scale = sy / (y * y).sum(dim=-1)
-        eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
-        h = torch.where(fresh[:, None, None], scale[:, None, None] * eye, memory["inv_hessian"])
-        # H+ = H + U W^T with U = [s, Hy], W = [(r^2 yHy + r) s - r Hy, -r s]; r = 0 where
-        # the pair is not usable, which leaves H as it is.
+        if bool(fresh.any()):
+            eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
+            h = torch.where(fresh[:, None, None], (sy / yy)[:, None, None] * eye, h)
+        # H+ = H + s a^T + Hy b^T with a = (r^2 yHy + r) s - r Hy, b = -r s; r = 0 where the
+        # pair is not usable, which leaves H as it is. Two rank-1 updates in place of a
+        # batched (n x 2)(2 x n) product: on CPU the latter costs several times more.
         r = torch.where(usable, 1 / sy, 0.0)
         hy = (h @ y[..., None])[..., 0]
         c = r * r * (y * hy).sum(dim=-1) + r
-        u = torch.stack((s, hy), dim=-1)
-        w = torch.stack((c[:, None] * s - r[:, None] * hy, -r[:, None] * s), dim=-2)
-        return {
-            "inv_hessian": torch.baddbmm(h, u, w),
-            "updates": memory["updates"] + usable.long(),
-        }
+        a = c[:, None] * s - r[:, None] * hy
+        h = torch.addcmul(h, s[:, :, None], a[:, None, :])
+        h = torch.addcmul(h, hy[:, :, None], (-r[:, None] * s)[:, None, :])
+        return {"inv_hessian": h, "updates": memory["updates"] + usable.long()}
 
     def reset(self, memory, rows):
         return {**memory, "updates": torch.where(rows, 0, memory["updates"])}
@@ -149,7 +152,7 @@ class LBFGSDirection(Direction):
         return _first_step(state.memory["count"], state.g)
 
     def update(self, objective, state, step, memory):
-        s, y, sy, usable = _curvature_pairs(state, step)
+        s, y, sy, yy, usable = _curvature_pairs(state, step)
         write = usable & objective.active
         # In place, on the rows that are running only (see State).
         for name, value in (("s", s), ("y", y), ("rho", 1 / sy)):
@@ -159,7 +162,7 @@ class LBFGSDirection(Direction):
             **memory,
             "count": torch.clamp(memory["count"] + write.long(), max=self.history),
             "head": torch.where(write, (head + 1) % self.history, head),
-            "gamma": torch.where(write, sy / (y * y).sum(dim=-1), memory["gamma"]),
+            "gamma": torch.where(write, sy / yy, memory["gamma"]),
         }
 
     def reset(self, memory, rows):
