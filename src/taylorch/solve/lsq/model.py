@@ -70,13 +70,11 @@ class GaussNewtonModel:
     ):
         inv = 1 / d if free is None else free / d
         self._inv, self._jac = inv, jac
-        # J_s = Q R_s with R_s = R D^-1 = U diag(s) V^T: the SVD of the small R_s only
-        # (its rows below the n-th are zero: R is the triangle of [J | r]).
-        n = rfac.shape[-1]
-        u, sv, vh = torch.linalg.svd(rfac[..., :n, :] * inv[:, None, :], full_matrices=False)
+        # J_s = Q R_s with R_s = R D^-1 = U diag(s) V^T: the SVD of the small R_s only.
+        u, sv, vh = torch.linalg.svd(rfac * inv[:, None, :], full_matrices=False)
         self._v = vh.mT  # (B, n, q)
         self.e = sv * sv  # eigenvalues of J_s^T J_s, descending
-        self.c = sv * (u.mT @ qtr[..., :n, None])[..., 0]  # V^T g
+        self.c = sv * (u.mT @ qtr[..., None])[..., 0]  # V^T g
         self.g = self.expand(self.c)  # J_s^T r
         eps = torch.finfo(rfac.dtype).eps
         # Singular values below eps max(m, n) s_max are rounding noise.
