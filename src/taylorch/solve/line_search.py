@@ -213,7 +213,11 @@ class StrongWolfe(LineSearch):
         f_noisy = f + noise
         approx_slope = (2 * self.c1 - 1) * slope
         curvature_bound = -self.c2 * slope
-        p_abs = p.abs()
+        # The bracket [lo, lo + w] is one float point in every coordinate when
+        # w |p_i| <= eps |x_i + lo p_i| for all i; since |x_i + lo p_i| <= |x_i| + lo |p_i|,
+        # that needs w <= eps (reach + lo) with reach = min_i |x_i| / |p_i|, a cheap test
+        # that spares most rounds the full one (n-sized work, costly for large n).
+        reach = torch.where(p != 0, x.abs() / p.abs(), torch.inf).amin(dim=-1)
         # lo: the best point with sufficient decrease so far; hi: the other end of the
         # bracket (t = +inf while the step is still being expanded).
         lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f, slope, g
@@ -253,11 +257,11 @@ class StrongWolfe(LineSearch):
             # precision, and what lo gained over f is rounding noise.
             bracketed = hi_t < torch.inf
             width = (hi_t - lo_t).abs()
-            lo_x = _along(x, lo_t, p)
-            closed = bracketed & (
-                (width[:, None] * p_abs <= eps * lo_x.abs()).all(dim=-1)
-                | (width <= eps * lo_t.abs())
-            )
+            closed = bracketed & (width <= eps * lo_t.abs())
+            narrow = pending & bracketed & (width <= eps * (reach + lo_t))
+            if bool(narrow.any()):
+                one_point = width[:, None] * p.abs() <= eps * _along(x, lo_t, p).abs()
+                closed |= narrow & one_point.all(dim=-1)
             collapsed |= pending & closed & ~done
             pending &= ~(done | closed)
             if not bool(pending.any()):

@@ -220,4 +220,6 @@ def _mark_nonfinite(f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
     # total - total is 0; for inf or NaN it is NaN.
     total = f + g.sum(dim=-1)
     ok = (total - total) == 0
+    if bool(ok.all()):  # the usual case; spares a copy of g, costly for large n
+        return f, g
     return torch.where(ok, f, torch.inf), torch.where(ok[:, None], g, 0.0)

@@ -86,12 +86,11 @@ class ConjugateDirection(Direction):
         beta = torch.where(fresh | ~torch.isfinite(beta), torch.zeros_like(beta), beta)
         return -g + beta[:, None] * p_prev
 
-    def initial_step(self, state: State, p: Tensor) -> Tensor:
+    def initial_step(self, state: State, p: Tensor, steepest: Tensor) -> Tensor:
         slope = (state.g * p).sum(dim=-1)
         interpolated = 1.01 * 2 * (state.f - state.memory["f_prev"]) / slope
-        first = torch.clamp(1 / torch.linalg.vector_norm(state.g, dim=-1), max=1.0)
         usable = torch.isfinite(interpolated) & (interpolated > 0)
-        return torch.where(usable, torch.clamp(interpolated, max=1.0), first)
+        return torch.where(usable, torch.clamp(interpolated, max=1.0), steepest)
 
     def update(self, objective, state, step, memory):
         moved = step.ok

@@ -43,8 +43,12 @@ class Direction(abc.ABC):
     def compute(self, objective: Objective, state: State) -> Tensor:
         """The direction ``p`` ``(B, n)``."""
 
-    def initial_step(self, state: State, p: Tensor) -> Tensor:
-        """First trial step ``(B,)`` for the line search: 1 (the natural Newton step)."""
+    def initial_step(self, state: State, p: Tensor, steepest: Tensor) -> Tensor:
+        """First trial step ``(B,)`` for the line search: 1 (the natural Newton step).
+
+        ``steepest`` is ``min(1, 1/|g|)``, the first trial along ``-g`` (a step of
+        length at most 1), for directions that know no better yet.
+        """
         return torch.ones_like(state.f)
 
     def update(
@@ -81,6 +85,7 @@ class DescentMethod(Solver):
             g,
             fresh=torch.ones_like(f, dtype=torch.bool),
             best_f=f.clone(),
+            gnorm=torch.linalg.vector_norm(g, dim=-1),
             best_gnorm=torch.linalg.vector_norm(g, dim=-1),
             stalled=torch.zeros_like(f, dtype=torch.long),
             **memory,
@@ -97,9 +102,8 @@ class DescentMethod(Solver):
         # A non-finite entry of p makes the slope NaN or infinite: that p is replaced too.
         uphill = (~(slope < 0) & ~stationary) | ~(slope > -torch.inf)
         p = torch.where(uphill[:, None], -state.g, p)
-        t0 = torch.where(
-            uphill, _steepest_initial_step(state.g), self.direction.initial_step(state, p)
-        )
+        steepest = torch.clamp(1 / progress["gnorm"], max=1.0)
+        t0 = torch.where(uphill, steepest, self.direction.initial_step(state, p, steepest))
         step = self.line_search.search(objective, state.x, state.f, state.g, p, t0)
 
         memory = self.direction.update(objective, state, step, memory)
@@ -120,14 +124,10 @@ class DescentMethod(Solver):
         return {
             "fresh": ~step.ok,
             "best_f": torch.minimum(step.f, progress["best_f"]),
+            "gnorm": gnorm,
             "best_gnorm": torch.minimum(gnorm, progress["best_gnorm"]),
             "stalled": torch.where(improved, 0, progress["stalled"] + 1),
         }
 
 
-_PROGRESS_KEYS = ("fresh", "best_f", "best_gnorm", "stalled")
-
-
-def _steepest_initial_step(g: Tensor) -> Tensor:
-    """``min(1, 1/|g|)``: a first step along ``-g`` of length at most 1."""
-    return torch.clamp(1 / torch.linalg.vector_norm(g, dim=-1), max=1.0)
+_PROGRESS_KEYS = ("fresh", "best_f", "gnorm", "best_gnorm", "stalled")

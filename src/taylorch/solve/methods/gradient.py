@@ -49,10 +49,9 @@ class SteepestDescent(Direction):
     def compute(self, objective, state):
         return -state.g
 
-    def initial_step(self, state: State, p: Tensor) -> Tensor:
-        first = torch.clamp(1 / torch.linalg.vector_norm(state.g, dim=-1), max=1.0)
+    def initial_step(self, state: State, p: Tensor, steepest: Tensor) -> Tensor:
         known = state.memory["next_step"]
-        return torch.where(known > 0, known, first)
+        return torch.where(known > 0, known, steepest)
 
     def update(self, objective, state, step, memory):
         proposal = 2 * step.t

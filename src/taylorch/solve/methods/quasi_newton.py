@@ -31,18 +31,11 @@ def _curvature_pairs(
     """``(s, y, <s, y>, <y, y>, usable)`` for the step just taken."""
     s = step.x - state.x
     y = step.g - state.g
-    sy = (s * y).sum(dim=-1)
-    yy = (y * y).sum(dim=-1)
+    sy, yy = _dot(s, y), _dot(y, y)
     guard = s.shape[-1] * torch.finfo(s.dtype).eps
     # False for a NaN <s, y> too.
-    usable = step.ok & (sy > guard * torch.sqrt((s * s).sum(dim=-1) * yy))
+    usable = step.ok & (sy > guard * torch.sqrt(_dot(s, s) * yy))
     return s, y, sy, yy, usable
-
-
-def _first_step(count: Tensor, g: Tensor) -> Tensor:
-    """``min(1, 1/|g|)`` before any curvature is known, 1 afterwards."""
-    first = torch.clamp(1 / torch.linalg.vector_norm(g, dim=-1), max=1.0)
-    return torch.where(count == 0, first, torch.ones_like(first))
 
 
 class BFGSDirection(Direction):
@@ -67,8 +60,9 @@ class BFGSDirection(Direction):
         hg = (state.memory["inv_hessian"] @ state.g[..., None])[..., 0]
         return -torch.where(fresh[:, None], state.g, hg)
 
-    def initial_step(self, state, p):
-        return _first_step(state.memory["updates"], state.g)
+    def initial_step(self, state, p, steepest):
+        # min(1, 1/|g|) before any curvature is known, 1 afterwards
+        return torch.where(state.memory["updates"] == 0, steepest, 1.0)
 
     def update(self, objective, state, step, memory):
         s, y, sy, yy, usable = _curvature_pairs(state, step)
@@ -148,8 +142,8 @@ class LBFGSDirection(Direction):
             r.addcmul_((alpha - beta)[:, None], s)
         return r.neg_()
 
-    def initial_step(self, state, p):
-        return _first_step(state.memory["count"], state.g)
+    def initial_step(self, state, p, steepest):
+        return torch.where(state.memory["count"] == 0, steepest, 1.0)
 
     def update(self, objective, state, step, memory):
         s, y, sy, yy, usable = _curvature_pairs(state, step)
