@@ -140,9 +140,10 @@ class _FixLog:
         fill = torch.sub(gap, 1, out=buf("fill", k, torch.int64, dev)).div_(
             16, rounding_mode="floor"
         )
-        at = torch.cumsum(fill, 0, out=where)  # fillers before each entry; where is spent
-        m = k + int(at[-1])
-        at.add_(torch.arange(k, device=dev, out=buf("arange", k, torch.int64, dev)))
+        # stream position of each entry: the entries and fillers before it
+        at = torch.cumsum(fill.add_(1), 0, out=where).sub_(1)  # where is spent
+        m = int(at[-1]) + 1
+        fill.sub_(1)
         code = gap.sub_(fill.mul_(16)).sub_(1).mul_(16).add_(d).add_(8)  # (gap-1) << 4 | d+8
         start = self.size
         self.stream = self._room(self.stream, start, start + m)
@@ -243,14 +244,12 @@ class _ZerothOrder(Optimizer):
         for name in ("step", "work", *self.update_buffers):
             self._buffer(name, 0, cdt, dev)
         self._buffer("noise", 0, torch.float32, dev, rows=self.draws)
-        for name, dt in [("moved", dtype), ("back", dtype), ("diff", bits)]:
+        for name, dt in [
+            *[("moved", dtype), ("back", dtype), ("diff", bits), ("d", bits)],  # perturbing
+            *[("where", torch.int64), ("gap", torch.int64), ("fill", torch.int64)],  # the log
+            *[("wide", torch.bool), ("wide2", torch.bool), ("code", torch.uint8)],
+        ]:
             self._buffer(name, 0, dt, dev)
-        self._buffer("d", 0, bits, dev)
-        for name in ("where", "gap", "fill", "arange"):
-            self._buffer(name, 0, torch.int64, dev)
-        self._buffer("wide", 0, torch.bool, dev)
-        self._buffer("wide2", 0, torch.bool, dev)
-        self._buffer("code", 0, torch.uint8, dev)
         self._log(dev)
 
     def _log(self, device: torch.device) -> _FixLog:
@@ -421,7 +420,7 @@ class ZOSGD(_ZerothOrder):
     Cost per step: ``2 n_queries`` forward passes per closure, no backward;
     ``4 n_queries + 1`` regenerations of ``z`` (perturb and restore, twice per query,
     and the update) and a few elementwise passes over the parameters for each. Memory:
-    that of inference plus 16 chunk buffers (~2 MiB at the default ``chunk_size``, for
+    that of inference plus 15 chunk buffers (~2 MiB at the default ``chunk_size``, for
     float32 parameters) and one correction log (~0.1 byte per float32 parameter at
     ``eps = 1e-3``); no state per parameter.
 
