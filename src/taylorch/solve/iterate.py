@@ -119,6 +119,9 @@ class _Best:
         # A problem that has just met the optimality test returns that point, even where
         # an earlier iterate has a value lower by rounding noise: the status speaks of x.
         better = (active & (state.f < self.f)) | converged
+        if bool(better.all()):  # the usual case for one problem: no copy of x and g
+            self.x, self.f, self.g = state.x, state.f, state.g
+            return
         self.x = torch.where(better[:, None], state.x, self.x)
         self.f = torch.where(better, state.f, self.f)
         if self.g is not None and state.g is not None:

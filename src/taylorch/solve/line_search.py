@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from taylorch.linalg.norms import max_abs
 from taylorch.solve.objective import Objective
 
 __all__ = ["Armijo", "Fixed", "LineSearch", "SearchResult", "StrongWolfe"]
@@ -214,10 +215,10 @@ class StrongWolfe(LineSearch):
         approx_slope = (2 * self.c1 - 1) * slope
         curvature_bound = -self.c2 * slope
         # The bracket [lo, lo + w] is one float point in every coordinate when
-        # w |p_i| <= eps |x_i + lo p_i| for all i; since |x_i + lo p_i| <= |x_i| + lo |p_i|,
-        # that needs w <= eps (reach + lo) with reach = min_i |x_i| / |p_i|, a cheap test
-        # that spares most rounds the full one (n-sized work, costly for large n).
-        reach = torch.where(p != 0, x.abs() / p.abs(), torch.inf).amin(dim=-1)
+        # w |p_i| <= eps |x_i + lo p_i| for all i. At the largest |p_i| that needs
+        # w <= eps (reach + lo) with reach = |x|_inf / |p|_inf: a cheap test that spares
+        # most rounds the full one (n-sized work, costly for large n).
+        reach = max_abs(x) / max_abs(p)
         # lo: the best point with sufficient decrease so far; hi: the other end of the
         # bracket (t = +inf while the step is still being expanded).
         lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f, slope, g

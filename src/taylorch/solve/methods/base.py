@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from taylorch.linalg.norms import max_abs
 from taylorch.solve.objective import Objective
 from taylorch.solve.result import Status
 
@@ -108,7 +109,7 @@ class Solver(abc.ABC):
         """
         if state.g is None:
             return torch.zeros_like(state.flag, dtype=torch.bool)
-        return torch.linalg.vector_norm(state.g, ord=torch.inf, dim=-1) <= tol.gtol
+        return max_abs(state.g) <= tol.gtol
 
     def converged(self, old: State, new: State, tol: Tolerances) -> Tensor:
         """Per-problem status after a step: ``CONVERGED``, ``SMALL_STEP`` or ``RUNNING``."""

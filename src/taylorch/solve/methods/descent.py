@@ -101,7 +101,8 @@ class DescentMethod(Solver):
         stationary = ~(state.g != 0).any(dim=-1)
         # A non-finite entry of p makes the slope NaN or infinite: that p is replaced too.
         uphill = (~(slope < 0) & ~stationary) | ~(slope > -torch.inf)
-        p = torch.where(uphill[:, None], -state.g, p)
+        if bool(uphill.any()):
+            p = torch.where(uphill[:, None], -state.g, p)
         steepest = torch.clamp(1 / progress["gnorm"], max=1.0)
         t0 = torch.where(uphill, steepest, self.direction.initial_step(state, p, steepest))
         step = self.line_search.search(objective, state.x, state.f, state.g, p, t0)

@@ -179,6 +179,9 @@ def _write_slot(buffer: Tensor, value: Tensor, rows: Tensor, slot: Tensor) -> No
         index = (slice(None), int(slot[0]))
     else:
         index = (torch.arange(slot.shape[0], device=slot.device), slot)
+    if bool(rows.all()):
+        buffer[index] = value
+        return
     keep = rows if value.ndim == 1 else rows[:, None]
     buffer[index] = torch.where(keep, value, buffer[index])
 
