@@ -565,16 +565,31 @@ class ZOAdaMU(_ZerothOrder):
         x    <- x - lr (g_hat / sqrt(v + sigma) + wd x)
         m    <- (1/n) sum_q sign(c_q) u_q
 
-    For ``n_queries = 1`` this is the paper's rule as its authors' trainer computes it
-    (``m`` is the last perturbation, signed by its projected gradient, so the next one
-    is drawn around the direction that lowered the loss); several queries average it.
-    The paper typesets the denominator as ``sqrt(v^2 + sigma)``; the authors' code
-    uses ``sqrt(v + sigma)``, implemented here: ``v`` is already a second moment of
-    ``u``, and the step ``c u / sqrt(v)`` is then scale-free in ``u`` (with ``v^2`` it
-    would grow like ``1 / |u|``). Defaults are the authors': ``total_steps = 20000``
-    (their runs), ``warmup_steps = 1024``, ``anneal_end = 0.8``, ``sigma = 1e-8``; set
-    ``total_steps`` to the length of your run. Not found in the paper or code and
-    chosen here: the generalization to ``n_queries > 1`` (averages as above).
+    For ``n_queries = 1`` this is the paper's rule as its authors' released trainer
+    computes the update (``m`` is the last perturbation signed by its projected
+    gradient, so successive centres point along the estimated gradient instead of
+    flipping with the sign of the draw); several queries average it. Where sources
+    disagree, chosen here:
+
+    - denominator: the paper's equation, as reproduced by secondary sources (its body
+      could not be consulted for this implementation), reads ``sqrt(v^2 + sigma)``;
+      the authors' code computes ``sqrt(v + sigma)``, used here: ``v`` is already a
+      second moment of ``u``, so ``c u / sqrt(v)`` is scale-free in ``u``, where
+      ``v^2`` would make the step grow like ``1 / |u|``;
+    - annealing: the code shrinks one period shared by the three weights, once per
+      call, i.e. three times per parameter tensor per step, so its schedule depends
+      on how many tensors the model has; here each weight has its own period, shrunk
+      once per step (:func:`adamu_schedule`);
+    - perturbation: the released code perturbs with fixed 0.9/0.1 weights (its
+      ``zo_perturb_parameters`` calls the schedule without ``varphi`` and cannot run
+      as published); here the same ``u`` perturbs and updates, as in the paper;
+    - ``n_queries > 1``: not in the paper; averaged as above.
+
+    Defaults are the authors': ``total_steps = 20000`` (their runs), ``warmup_steps =
+    1024``, ``anneal_end = 0.8``, ``varphi = (1.0, 0.1, 1.5)``, ``sigma = 1e-8``, ``lr =
+    1e-4`` (their script's default; its ``eps`` of 1e-2 is for LoRA, and ``eps`` here
+    defaults to 1e-3 like the other classes); set ``total_steps`` to the length of
+    your run.
 
     Cost per step: as :class:`ZOSGD`, with two normal draws per element and query.
     Memory: one float32 buffer per parameter (``momentum``).
