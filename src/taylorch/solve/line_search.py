@@ -210,6 +210,7 @@ class StrongWolfe(LineSearch):
         slope = (g * p).sum(dim=-1)
         eps = torch.finfo(x.dtype).eps
         noise = max(self.noise, 100 * eps) * f.abs()
+        rounding = 100 * eps * f.abs()  # below it, differences of f carry no information
         armijo_rate = self.c1 * slope
         f_noisy = f + noise
         approx_slope = (2 * self.c1 - 1) * slope
@@ -269,7 +270,7 @@ class StrongWolfe(LineSearch):
                 break
             t_next = torch.where(
                 bracketed,
-                _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d),
+                _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d, rounding),
                 self.expand * lo_t,
             )
             t = torch.where(pending, t_next, t)
@@ -279,13 +280,21 @@ class StrongWolfe(LineSearch):
         return SearchResult(t=lo_t, x=_along(x, lo_t, p), f=torch.where(ok, lo_f, f), g=lo_g, ok=ok)
 
 
-def _cubic_trial(a: Tensor, fa: Tensor, da: Tensor, b: Tensor, fb: Tensor, db: Tensor) -> Tensor:
+def _cubic_trial(
+    a: Tensor, fa: Tensor, da: Tensor, b: Tensor, fb: Tensor, db: Tensor, noise: Tensor
+) -> Tensor:
     """Minimizer of the cubic interpolating both ends, kept inside the middle 80%.
 
-    Where the cubic has no minimizer (or ``fb`` is infinite, which makes it NaN) the
+    Where the values differ by no more than their rounding ``noise`` the difference is
+    taken from the derivatives (trapezoidal rule), which makes the cubic the
+    secant step on the derivative (as Hager & Zhang's search does at the noise
+    floor): a cubic fitted to rounding noise sends the trial anywhere. Where
+    the cubic has no minimizer (or ``fb`` is infinite, which makes it NaN) the
     trial is the midpoint.
     """
-    d1 = da + db - 3 * (fa - fb) / (a - b)
+    fab = fa - fb
+    fab = torch.where(fab.abs() <= noise, 0.5 * (a - b) * (da + db), fab)
+    d1 = da + db - 3 * fab / (a - b)
     disc = d1 * d1 - da * db
     d2 = torch.sign(b - a) * torch.sqrt(torch.clamp(disc, min=0))
     t = b - (b - a) * (db + d2 - d1) / (db - da + 2 * d2)

@@ -68,7 +68,7 @@ class Direction(abc.ABC):
 class DescentMethod(Solver):
     """A :class:`Direction` and a :class:`LineSearch`, run as one solver."""
 
-    patience: int = 10
+    patience: int = 30
 
     def __init__(self, direction: Direction, line_search: LineSearch):
         self.direction = direction
