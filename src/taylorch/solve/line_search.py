@@ -170,7 +170,7 @@ class StrongWolfe(LineSearch):
     minimizer of the cubic through both ends (bisection when it is not
     defined), kept away from the ends by ``0.1`` of the bracket width. A
     problem whose rounds run out returns ``lo`` (sufficient decrease only) if
-    it moved at all. A bracket whose ends agree to the last bit of every
+    ``f`` fell there by more than its assumed noise. A bracket whose ends agree to the last bit of every
     coordinate of ``x`` ends the search at once and counts as a failure: at
     that precision no step meets the conditions, and what ``lo`` gained is
     rounding noise (near a badly scaled minimum this saves the whole budget of
