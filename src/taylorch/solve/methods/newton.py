@@ -57,13 +57,16 @@ def modified_newton_step(hessian: Tensor, g: Tensor, modification: Modification)
     if bool(done.all()):
         return -torch.cholesky_solve(g[..., None], factor)[..., 0]
     if modification == "eigen":
-        eigvals, eigvecs = torch.linalg.eigh(hessian)
+        # The eigendecomposition only where Cholesky failed (on CPU, LAPACK is called once
+        # per matrix: a batch's worth costs milliseconds).
+        rows = (~done).nonzero()[:, 0]
+        eigvals, eigvecs = torch.linalg.eigh(hessian[rows])
         top = eigvals.abs().amax(dim=-1, keepdim=True)
         delta = torch.where(top > 0, g.shape[-1] * eps * top, torch.ones_like(top))
-        c = (eigvecs.mT @ g[..., None])[..., 0]
+        c = (eigvecs.mT @ g[rows, :, None])[..., 0]
         flipped = -(eigvecs @ (c / torch.maximum(eigvals.abs(), delta))[..., None])[..., 0]
         newton = -torch.cholesky_solve(g[..., None], factor)[..., 0]
-        return torch.where(done[:, None], newton, flipped)
+        return newton.index_copy(0, rows, flipped)
     n = g.shape[-1]
     eye = torch.eye(n, dtype=g.dtype, device=g.device)
     scale = torch.linalg.matrix_norm(hessian)
