@@ -695,19 +695,7 @@ def confirm_second_order(
     if hessian is not None:
         lam, v, scale = _smallest_eigenpair(hessian, rows)
     else:
-        _, _, matvec = objective.hvp_at(state.x, mask=rows)
-        start = torch.zeros_like(state.x)  # the fixed pseudo-random vector
-        # No O(k^2 n) reorthogonalization (at n = 1e6 it was a quarter of a Newton-CG
-        # solve): without it a Ritz value may stray below the spectrum, so a suspected
-        # saddle is confirmed by the curvature v.Hv / v.v along its Ritz vector (one HVP).
-        theta, vectors, finite = krylov_model(matvec, start, lanczos_steps, reorthogonalize=False)
-        lam = torch.where(finite, theta[:, 0], torch.zeros_like(theta[:, 0]))
-        v, scale = vectors[:, :, 0], theta.abs().amax(dim=-1)
-        v = v / torch.clamp(_norm(v), min=torch.finfo(v.dtype).tiny)[:, None]
-        suspect = rows & (lam < -_saddle_tolerance(scale))
-        if bool(suspect.any()):
-            curvature = _dot(v, matvec(v, suspect))
-            lam = torch.where(suspect & torch.isfinite(curvature), curvature, lam)
+        lam, v, scale = _smallest_ritz_pair(objective, state.x, rows, lanczos_steps)
     tol = _saddle_tolerance(scale)
     saddle = rows & (lam < -tol)
     sign = torch.where(_dot(state.g, v) > 0, -1.0, 1.0).to(v.dtype)
@@ -716,6 +704,46 @@ def confirm_second_order(
     memory["escape_curv"] = torch.where(saddle, lam, memory["escape_curv"])
     status = torch.where(saddle, torch.full_like(status, Status.RUNNING), status)
     return status, replace(state, memory=memory)
+
+
+def _smallest_ritz_pair(
+    objective: Objective, x: Tensor, rows: Tensor, steps: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(l_1, v_1, max |theta|)`` by ``min(n, steps)`` Lanczos steps on the Hessians at
+    ``x`` on ``rows`` (0, 0 and 1 elsewhere).
+
+    The Lanczos vectors live on ``rows`` only; each product still differentiates the
+    whole batch's gradient once (one graph), with zeros on the other rows. There is no
+    O(k^2 n) reorthogonalization (at n = 1e6 it was a quarter of a Newton-CG solve):
+    without it a Ritz value may stray below the spectrum, so a suspected saddle is
+    confirmed by the curvature ``v.Hv`` along its unit Ritz vector (one more HVP).
+    """
+    index = rows.nonzero()[:, 0]
+    whole = index.shape[0] == rows.shape[0]  # no embedding needed (one problem: always)
+    _, _, matvec = objective.hvp_at(x, mask=rows)
+
+    def product(v: Tensor, sub: Tensor | None = None) -> Tensor:
+        if whole:
+            return matvec(v, sub)
+        picked = rows if sub is None else torch.zeros_like(rows).index_copy(0, index, sub)
+        return matvec(torch.zeros_like(x).index_copy(0, index, v), picked)[index]
+
+    start = torch.zeros_like(x[index])  # the fixed pseudo-random vector
+    theta, vectors, finite = krylov_model(product, start, steps, reorthogonalize=False)
+    lam = torch.where(finite, theta[:, 0], 0.0)
+    v, scale = vectors[:, :, 0], theta.abs().amax(dim=-1)
+    v = v / torch.clamp(_norm(v), min=torch.finfo(v.dtype).tiny)[:, None]
+    suspect = lam < -_saddle_tolerance(scale)
+    if bool(suspect.any()):
+        curvature = _dot(v, product(v, suspect))
+        lam = torch.where(suspect & torch.isfinite(curvature), curvature, lam)
+    if whole:
+        return lam, v, scale
+    return (
+        torch.zeros_like(x[:, 0]).index_copy(0, index, lam),
+        torch.zeros_like(x).index_copy(0, index, v),
+        torch.ones_like(x[:, 0]).index_copy(0, index, scale),
+    )
 
 
 def _saddle_tolerance(scale: Tensor) -> Tensor:
