@@ -15,6 +15,7 @@ import taylorch
 from taylorch.bench.problems.classic import classic_problem
 from taylorch.solve import METHODS, Status, TrustRegion
 from taylorch.solve.methods.newton import modified_newton_step
+from taylorch.solve.objective import Objective
 from taylorch.solve.trust_region import CauchyPoint
 
 from .helpers import Counted, quadratic, rosenbrock
@@ -375,3 +376,19 @@ def test_a_convex_quadratic_costs_two_calls(name, opts):
         assert res.nfev == fun.calls == 2
     else:  # a trust region or cubic model may take a few steps; none evaluates x0 again
         assert res.nfev == fun.calls == res.nit + 1
+
+
+def test_a_dense_hessian_is_paid_for_once_per_point():
+    # A Newton method's saddle test and its next step ask for the Hessian at the same point;
+    # the objective keeps it with the point's graph. Checked against autograd's Hessian.
+    objective = Objective(rosenbrock, batched=False, batch_size=1, device=torch.device("cpu"))
+    objective.expect_curvature()
+    x = torch.tensor([[-1.2, 1.0, 0.5]], dtype=D)
+    objective.value_and_grad(x)
+    expected = torch.autograd.functional.hessian(rosenbrock, x[0])
+    for _ in range(2):
+        _, _, hess = objective.value_grad_hessian(x)
+        torch.testing.assert_close(hess[0], expected)
+    assert objective.n_hvp.tolist() == [3] and objective.nfev.tolist() == [1]
+    objective.value_grad_hessian(x + 0.1)  # a new point: paid again
+    assert objective.n_hvp.tolist() == [6] and objective.nfev.tolist() == [2]

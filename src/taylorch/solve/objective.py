@@ -10,7 +10,7 @@ special case.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -142,11 +142,18 @@ class Objective:
         """``(f, g, H)`` with the dense Hessian ``(B, n, n)``.
 
         Charged as one evaluation and one gradient (none at a point evaluated
-        just before) and ``n`` HVPs.
+        just before) and ``n`` HVPs, which a problem pays once per point: the
+        Hessian is kept with the point's graph (a Newton method's saddle test
+        and its next step ask for the same one).
         """
         graph = self._graph_at(x, mask)
-        self._charge(mask, self.n_hvp, amount=x.shape[-1])
-        hess = derivatives.hessian_from_gradient(graph.g, graph.x)
+        rows = self.active if mask is None else mask & self.active
+        if graph.hessian is None:
+            graph.hessian = derivatives.hessian_from_gradient(graph.g, graph.x)
+            graph.charged = torch.zeros_like(rows)
+        self._charge(rows & ~graph.charged, self.n_hvp, amount=x.shape[-1])
+        graph.charged = graph.charged | rows
+        hess = graph.hessian
         f, g = _mark_nonfinite(graph.f, graph.g.detach())
         ok = torch.isfinite(hess).flatten(1).all(dim=1)
         f = torch.where(ok, f, torch.full_like(f, torch.inf))
@@ -198,11 +205,14 @@ class Objective:
         self._recent[0] = torch.where(keep, x.detach(), self._recent[0])
 
 
-class _Graph(NamedTuple):
+@dataclass
+class _Graph:
     point: Tensor  # where it was built (a detached copy, to recognise the point again)
     x: Tensor  # the leaf that g was differentiated against
     f: Tensor
     g: Tensor  # with its graph (create_graph=True)
+    hessian: Tensor | None = None  # once asked for
+    charged: Tensor | None = None  # the problems that have paid for it
 
 
 # The current iterate and the last trial point: a rejected trust-region step returns to
