@@ -79,14 +79,15 @@ class DescentMethod(Solver):
             objective.expect_curvature()
         f, g = objective.value_and_grad(x0)
         memory = self.direction.init(objective, x0, f, g)
+        gnorm = torch.linalg.vector_norm(g, dim=-1)
         return State.start(
             x0,
             f,
             g,
             fresh=torch.ones_like(f, dtype=torch.bool),
             best_f=f.clone(),
-            gnorm=torch.linalg.vector_norm(g, dim=-1),
-            best_gnorm=torch.linalg.vector_norm(g, dim=-1),
+            gnorm=gnorm,
+            best_gnorm=gnorm.clone(),
             stalled=torch.zeros_like(f, dtype=torch.long),
             **memory,
         )
