@@ -5,6 +5,13 @@ problem, how far to go, and is the step acceptable? Every problem has its own
 trial step, bracket and acceptance; one evaluation of the objective per round
 serves the whole batch, and a problem that has settled is no longer charged.
 
+Armijo and strong Wolfe are :class:`RoundSearch` es: their whole state lives in
+tensors over the batch, one round at a time (``begin``, then ``advance`` with
+the values at each trial, then ``conclude``). That lets a descent method run
+each problem's search on its own clock: a problem whose search ends starts its
+next iteration at the next round instead of waiting for the slowest search of
+the batch (see :class:`~taylorch.solve.methods.descent.DescentMethod`).
+
 * :class:`Armijo`: backtracking with safeguarded quadratic interpolation until
   ``f(x + t p) <= f + c1 t g.p`` (Nocedal & Wright, *Numerical Optimization*,
   2nd ed., Alg. 3.1 and Sec. 3.5). One evaluation per trial.
@@ -26,7 +33,7 @@ from torch import Tensor
 from taylorch.linalg.norms import max_abs
 from taylorch.solve.objective import Objective
 
-__all__ = ["Armijo", "Fixed", "LineSearch", "SearchResult", "StrongWolfe"]
+__all__ = ["Armijo", "Fixed", "LineSearch", "RoundSearch", "SearchResult", "StrongWolfe"]
 
 
 @dataclass
@@ -67,6 +74,52 @@ def _evaluate(
     return objective.value(x, mask=mask), None
 
 
+Search = dict[str, Tensor]
+
+
+class RoundSearch(LineSearch):
+    """A line search run one evaluation at a time, its state a dict of tensors over the batch.
+
+    :meth:`begin` opens a search on the given rows; the state holds at least
+    the direction ``p``, the trial step ``t`` and ``pending``, the rows still
+    searching. :meth:`advance` takes the values at ``x + t p`` and sets the
+    next trial, clearing ``pending`` where the search has ended (at the latest
+    after ``max_trials`` rounds); :meth:`conclude` gives the step found.
+    ``x`` and ``f`` are those of the search's starting point throughout.
+    :meth:`search` runs the rounds until every row has ended.
+    """
+
+    max_trials: int
+
+    @abc.abstractmethod
+    def begin(self, x: Tensor, f: Tensor, g: Tensor, p: Tensor, t0: Tensor, rows: Tensor) -> Search:
+        """A new search along ``p`` on ``rows``, first trial ``t0``."""
+
+    @abc.abstractmethod
+    def advance(
+        self, search: Search, x: Tensor, f: Tensor, ft: Tensor, gt: Tensor | None
+    ) -> Search:
+        """The state after the trial's value ``ft`` (and gradient ``gt``)."""
+
+    @abc.abstractmethod
+    def conclude(self, search: Search, x: Tensor, f: Tensor, g: Tensor) -> SearchResult:
+        """The step found, per row."""
+
+    def trial(
+        self, objective: Objective, x: Tensor, search: Search
+    ) -> tuple[Tensor, Tensor | None]:
+        """Evaluate the trial points of the rows still searching (one charged call)."""
+        xt = _along(x, search["t"], search["p"])
+        return _evaluate(objective, xt, search["pending"], self.needs_gradient)
+
+    def search(self, objective, x, f, g, p, t0):
+        state = self.begin(x, f, g, p, t0, objective.active)
+        while bool(state["pending"].any()):
+            ft, gt = self.trial(objective, x, state)
+            state = self.advance(state, x, f, ft, gt)
+        return self.conclude(state, x, f, g)
+
+
 class Fixed(LineSearch):
     """Take ``t0`` as it is (a fixed learning rate); accept any finite value."""
 
@@ -87,7 +140,7 @@ class Fixed(LineSearch):
         )
 
 
-class Armijo(LineSearch):
+class Armijo(RoundSearch):
     """Backtracking to sufficient decrease ``f(x + t p) <= f + c1 t <g, p>``.
 
     Each rejected trial is replaced by the minimizer of the quadratic through
@@ -111,38 +164,49 @@ class Armijo(LineSearch):
         self.max_trials = max_trials
         self.needs_gradient = with_gradient
 
-    def search(self, objective, x, f, g, p, t0):
-        slope = (g * p).sum(dim=-1)
-        t = t0.clone()
-        pending = objective.active.clone()
-        out = SearchResult(
-            t=torch.zeros_like(t0),
-            x=x.clone(),
-            f=f.clone(),
-            g=None if g is None else g.clone(),
-            ok=torch.zeros_like(pending),
-        )
-        for _ in range(self.max_trials):
-            xt = x + t[:, None] * p
-            ft, gt = _evaluate(objective, xt, pending, self.needs_gradient)
-            # A trial too short to change x is no step, and shorter ones will not be either.
-            moved = (xt != x).any(dim=-1)
-            accept = pending & moved & (ft <= f + self.c1 * t * slope)
-            _take(out, accept, t, xt, ft, gt)
-            pending &= ~accept & moved
-            if not bool(pending.any()):
-                break
-            t = torch.where(pending, _backtrack(t, f, slope, ft), t)
+    def begin(self, x, f, g, p, t0, rows):
+        search = {
+            "p": p,
+            "t": t0,
+            "armijo_rate": self.c1 * (g * p).sum(dim=-1),
+            "slope": (g * p).sum(dim=-1),
+            "pending": rows,
+            "rounds": torch.zeros_like(rows, dtype=torch.long),
+            "ok": torch.zeros_like(rows),
+            "ft": f,
+        }
+        if self.needs_gradient:
+            search["gt"] = g
+        return search
+
+    def advance(self, search, x, f, ft, gt):
+        t, pending = search["t"], search["pending"]
+        # A trial too short to change x is no step, and shorter ones will not be either.
+        moved = (_along(x, t, search["p"]) != x).any(dim=-1)
+        accept = pending & moved & (ft <= torch.addcmul(f, t, search["armijo_rate"]))
+        rounds = search["rounds"] + 1
+        pending = pending & ~accept & moved & (rounds < self.max_trials)
+        out = {
+            **search,
+            "t": torch.where(pending, _backtrack(t, f, search["slope"], ft), t),
+            "pending": pending,
+            "rounds": rounds,
+            "ok": search["ok"] | accept,
+            "ft": torch.where(accept, ft, search["ft"]),
+        }
+        if gt is not None:
+            out["gt"] = torch.where(accept[:, None], gt, search["gt"])
         return out
 
-
-def _take(out: SearchResult, rows: Tensor, t: Tensor, x: Tensor, f: Tensor, g: Tensor | None):
-    out.t = torch.where(rows, t, out.t)
-    out.x = torch.where(rows[:, None], x, out.x)
-    out.f = torch.where(rows, f, out.f)
-    if g is not None and out.g is not None:
-        out.g = torch.where(rows[:, None], g, out.g)
-    out.ok = out.ok | rows
+    def conclude(self, search, x, f, g):
+        ok = search["ok"]
+        return SearchResult(
+            t=torch.where(ok, search["t"], torch.zeros_like(search["t"])),
+            x=torch.where(ok[:, None], _along(x, search["t"], search["p"]), x),
+            f=torch.where(ok, search["ft"], f),
+            g=search.get("gt", g),
+            ok=ok,
+        )
 
 
 def _backtrack(t: Tensor, f: Tensor, slope: Tensor, ft: Tensor) -> Tensor:
@@ -153,7 +217,7 @@ def _backtrack(t: Tensor, f: Tensor, slope: Tensor, ft: Tensor) -> Tensor:
     return torch.clamp(quad, min=0.1 * t, max=0.5 * t)
 
 
-class StrongWolfe(LineSearch):
+class StrongWolfe(RoundSearch):
     """Bracketing and zoom to the strong Wolfe conditions.
 
     Accepts ``t`` when ``f(x + t p) <= f + c1 t g.p`` and
@@ -204,80 +268,113 @@ class StrongWolfe(LineSearch):
         self.c1, self.c2, self.max_trials, self.expand = c1, c2, max_trials, expand
         self.noise = noise
 
-    def search(self, objective, x, f, g, p, t0):
+    def begin(self, x, f, g, p, t0, rows):
         # Every threshold that does not change during the search is computed once: each
         # round is a few dozen small tensor operations for the whole batch.
         slope = (g * p).sum(dim=-1)
         eps = torch.finfo(x.dtype).eps
         noise = max(self.noise, 100 * eps) * f.abs()
-        rounding = 100 * eps * f.abs()  # below it, differences of f carry no information
-        armijo_rate = self.c1 * slope
-        f_noisy = f + noise
-        approx_slope = (2 * self.c1 - 1) * slope
-        curvature_bound = -self.c2 * slope
-        # The bracket [lo, lo + w] is one float point in every coordinate when
-        # w |p_i| <= eps |x_i + lo p_i| for all i. At the largest |p_i| that needs
-        # w <= eps (reach + lo) with reach = |x|_inf / |p|_inf: a cheap test that spares
-        # most rounds the full one (n-sized work, costly for large n).
-        reach = max_abs(x) / max_abs(p)
-        # lo: the best point with sufficient decrease so far; hi: the other end of the
-        # bracket (t = +inf while the step is still being expanded).
-        lo_t, lo_f, lo_d, lo_g = torch.zeros_like(t0), f, slope, g
-        hi_t = torch.full_like(f, torch.inf)
-        hi_f, hi_d = hi_t, hi_t
-        pending = objective.active.clone()
-        # Whether lo passed the plain Armijo test, whether a trial met both Wolfe conditions,
-        # and whether the bracket closed to a single float point first.
-        lo_armijo = torch.zeros_like(pending)
-        met = torch.zeros_like(pending)
-        collapsed = torch.zeros_like(pending)
-        t = t0
-        for _ in range(self.max_trials):
-            ft, gt = objective.value_and_grad(_along(x, t, p), mask=pending)
-            dt = (gt * p).sum(dim=-1)
-            # A non-finite trial has ft = +inf (see Objective): it fails every test below.
-            armijo = ft <= torch.addcmul(f, t, armijo_rate)
-            decrease = armijo | ((ft <= f_noisy) & (dt <= approx_slope))
-            good = pending & decrease & (ft <= lo_f + noise)
-            curvature = dt.abs() <= curvature_bound
-            done = good & curvature
-            # Too high: the trial closes the bracket from above. Good value but slope of the
-            # wrong sign: the old lo becomes hi.
-            new_hi = pending & ~good
-            flip = good & ~curvature & (dt * (hi_t - lo_t) >= 0)
-            hi_t = torch.where(new_hi, t, torch.where(flip, lo_t, hi_t))
-            hi_f = torch.where(new_hi, ft, torch.where(flip, lo_f, hi_f))
-            hi_d = torch.where(new_hi, dt, torch.where(flip, lo_d, hi_d))
-            lo_t = torch.where(good, t, lo_t)
-            lo_f = torch.where(good, ft, lo_f)
-            lo_d = torch.where(good, dt, lo_d)
-            lo_g = torch.where(good[:, None], gt, lo_g)
-            lo_armijo = torch.where(good, armijo, lo_armijo)
-            met |= done
-            # A bracket whose ends are the same point to the last bit of every coordinate
-            # cannot be narrowed further: the Wolfe conditions are out of reach at this
-            # precision, and what lo gained over f is rounding noise.
-            bracketed = hi_t < torch.inf
-            width = (hi_t - lo_t).abs()
-            closed = bracketed & (width <= eps * lo_t.abs())
-            narrow = pending & bracketed & (width <= eps * (reach + lo_t))
-            if bool(narrow.any()):
-                one_point = width[:, None] * p.abs() <= eps * _along(x, lo_t, p).abs()
-                closed |= narrow & one_point.all(dim=-1)
-            collapsed |= pending & closed & ~done
-            pending &= ~(done | closed)
-            if not bool(pending.any()):
-                break
+        inf = torch.full_like(f, torch.inf)
+        no = torch.zeros_like(rows)
+        return {
+            "p": p,
+            "t": t0,
+            "pending": rows,
+            "rounds": torch.zeros_like(rows, dtype=torch.long),
+            "noise": noise,
+            "rounding": 100 * eps * f.abs(),  # below it, differences of f carry no information
+            "armijo_rate": self.c1 * slope,
+            "f_noisy": f + noise,
+            "approx_slope": (2 * self.c1 - 1) * slope,
+            "curvature_bound": -self.c2 * slope,
+            # The bracket [lo, lo + w] is one float point in every coordinate when
+            # w |p_i| <= eps |x_i + lo p_i| for all i. At the largest |p_i| that needs
+            # w <= eps (reach + lo) with reach = |x|_inf / |p|_inf: a cheap test that spares
+            # most rounds the full one (n-sized work, costly for large n).
+            "reach": max_abs(x) / max_abs(p),
+            # lo: the best point with sufficient decrease so far; hi: the other end of the
+            # bracket (t = +inf while the step is still being expanded).
+            "lo_t": torch.zeros_like(t0),
+            "lo_f": f,
+            "lo_d": slope,
+            "lo_g": g,
+            "hi_t": inf,
+            "hi_f": inf,
+            "hi_d": inf,
+            # Whether lo passed the plain Armijo test, whether a trial met both Wolfe
+            # conditions, and whether the bracket closed to a single float point first.
+            "lo_armijo": no,
+            "met": no,
+            "collapsed": no,
+        }
+
+    def advance(self, search, x, f, ft, gt):
+        s = search
+        p, t, pending = s["p"], s["t"], s["pending"]
+        lo_t, lo_f, hi_t = s["lo_t"], s["lo_f"], s["hi_t"]
+        eps = torch.finfo(x.dtype).eps
+        dt = (gt * p).sum(dim=-1)
+        # A non-finite trial has ft = +inf (see Objective): it fails every test below.
+        armijo = ft <= torch.addcmul(f, t, s["armijo_rate"])
+        decrease = armijo | ((ft <= s["f_noisy"]) & (dt <= s["approx_slope"]))
+        good = pending & decrease & (ft <= lo_f + s["noise"])
+        curvature = dt.abs() <= s["curvature_bound"]
+        done = good & curvature
+        # Too high: the trial closes the bracket from above. Good value but slope of the
+        # wrong sign: the old lo becomes hi.
+        new_hi = pending & ~good
+        flip = good & ~curvature & (dt * (hi_t - lo_t) >= 0)
+        hi_t = torch.where(new_hi, t, torch.where(flip, lo_t, hi_t))
+        hi_f = torch.where(new_hi, ft, torch.where(flip, lo_f, s["hi_f"]))
+        hi_d = torch.where(new_hi, dt, torch.where(flip, s["lo_d"], s["hi_d"]))
+        lo_t = torch.where(good, t, lo_t)
+        lo_f = torch.where(good, ft, lo_f)
+        lo_d = torch.where(good, dt, s["lo_d"])
+        # A bracket whose ends are the same point to the last bit of every coordinate
+        # cannot be narrowed further: the Wolfe conditions are out of reach at this
+        # precision, and what lo gained over f is rounding noise.
+        bracketed = hi_t < torch.inf
+        width = (hi_t - lo_t).abs()
+        closed = bracketed & (width <= eps * lo_t.abs())
+        narrow = pending & bracketed & (width <= eps * (s["reach"] + lo_t))
+        if bool(narrow.any()):
+            one_point = width[:, None] * p.abs() <= eps * _along(x, lo_t, p).abs()
+            closed |= narrow & one_point.all(dim=-1)
+        rounds = s["rounds"] + 1
+        left = pending & ~(done | closed) & (rounds < self.max_trials)
+        if bool(left.any()):
             t_next = torch.where(
                 bracketed,
-                _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d, rounding),
+                _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d, s["rounding"]),
                 self.expand * lo_t,
             )
-            t = torch.where(pending, t_next, t)
+            t = torch.where(left, t_next, t)
+        return {
+            **s,
+            "t": t,
+            "pending": left,
+            "rounds": rounds,
+            "lo_t": lo_t,
+            "lo_f": lo_f,
+            "lo_d": lo_d,
+            "lo_g": torch.where(good[:, None], gt, s["lo_g"]),
+            "hi_t": hi_t,
+            "hi_f": hi_f,
+            "hi_d": hi_d,
+            "lo_armijo": torch.where(good, armijo, s["lo_armijo"]),
+            "met": s["met"] | done,
+            "collapsed": s["collapsed"] | (pending & closed & ~done),
+        }
+
+    def conclude(self, search, x, f, g):
+        s = search
+        lo_t, lo_f = s["lo_t"], s["lo_f"]
         # A search that ran out of rounds keeps lo only if f really went down there: in the
         # rounding-noise regime a tiny step "decreases" f without moving x at all.
-        ok = (lo_t > 0) & (met | (lo_armijo & (lo_f < f - noise) & ~collapsed))
-        return SearchResult(t=lo_t, x=_along(x, lo_t, p), f=torch.where(ok, lo_f, f), g=lo_g, ok=ok)
+        ok = (lo_t > 0) & (s["met"] | (s["lo_armijo"] & (lo_f < f - s["noise"]) & ~s["collapsed"]))
+        return SearchResult(
+            t=lo_t, x=_along(x, lo_t, s["p"]), f=torch.where(ok, lo_f, f), g=s["lo_g"], ok=ok
+        )
 
 
 def _cubic_trial(
