@@ -1,4 +1,4 @@
-"""``max_abs`` against ``torch.linalg.vector_norm(ord=inf)`` on both sides of its size switch."""
+"""``max_abs`` and ``dot`` against plain references, on both sides of their size switches."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from taylorch.linalg.norms import max_abs
+from taylorch.linalg.norms import dot, max_abs
 
 
 @pytest.mark.parametrize("n", [1, 7, 4095, 4096, 100_000])
@@ -26,3 +26,16 @@ def test_max_abs_propagates_nan_and_inf(n):
     v[1, 0] = -math.inf
     out = max_abs(v)
     assert math.isnan(out[0]) and out[1] == math.inf
+
+
+@pytest.mark.parametrize("n", [1, 10, 65535, 65536, 200_000])
+def test_dot_is_the_row_wise_inner_product(n):
+    gen = torch.Generator().manual_seed(n)
+    a = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    b = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    # Reference: the products summed without rounding error (math.fsum).
+    exact = torch.tensor([math.fsum((a[i] * b[i]).tolist()) for i in range(2)], dtype=torch.float64)
+    # The error bound of a computed dot product of length n: n eps sum |a_i b_i|.
+    bound = n * torch.finfo(torch.float64).eps * (a * b).abs().sum(dim=-1)
+    assert ((dot(a, b) - exact).abs() <= bound).all()
+    assert dot(a[0], b[0]).shape == ()

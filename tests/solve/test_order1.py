@@ -16,7 +16,7 @@ from taylorch.solve.methods.base import State
 from taylorch.solve.methods.conjugate_gradient import CG, ConjugateDirection
 from taylorch.solve.methods.gradient import GD
 
-from .helpers import quadratic, rosenbrock, rowwise, spd_quadratic
+from .helpers import Counted, quadratic, rosenbrock, rowwise, spd_quadratic
 
 ORDER1 = [("gd", {}), ("gd", {"initial_step": "previous"}), ("cg", {}), ("cg", {"beta": "hz"})]
 
@@ -91,6 +91,36 @@ def test_batched_equals_loop_of_single_solves(name, options):
         assert int(res.status[i]) == single.status
 
 
+@pytest.mark.parametrize("name", ["gd", "cg", "bfgs", "l-bfgs"])
+def test_batched_line_searches_do_not_wait_for_each_other(name):
+    # Every call of the batched fun evaluates every running problem's next trial point, so
+    # the batch is called exactly as often as its busiest problem is charged. In lockstep
+    # (each round waiting for the slowest search) BFGS called it about twice as often.
+    starts = torch.tensor(
+        [[-1.2, 1.0, 0.8], [2.0, -1.0, 0.3], [0.0, 3.0, -2.0], [1.5, 1.5, 1.5], [-2.0, 2.0, 4.0]],
+        dtype=torch.float64,
+    )
+    fun = Counted(rowwise([rosenbrock] * len(starts)))
+    res = taylorch.minimize(fun, starts, method=name, batched=True, max_iter=3000)
+    assert res.success.all()
+    assert fun.calls == int(res.nfev.max())
+    assert len(set(res.nfev.tolist())) > 1  # the problems did need different numbers of calls
+
+
+@pytest.mark.parametrize("name", ["gd", "bfgs", "l-bfgs"])
+def test_batched_max_iter_and_history_per_problem(name):
+    starts = torch.tensor([[-1.2, 1.0], [2.0, -1.5], [0.3, 3.0]], dtype=torch.float64)
+    res = taylorch.minimize(
+        rowwise([rosenbrock] * 3), starts, method=name, batched=True, max_iter=6, history=True
+    )
+    assert (res.nit == 6).all() and (res.status == Status.MAX_ITER).all()
+    # One history entry per call of fun in which some problem ended an iteration (and the
+    # start); a problem's value never rises along it (every accepted step decreases f).
+    f = res.history["f"]
+    assert f.shape[1] == 3 and 7 <= f.shape[0] <= int(res.nfev.max())
+    assert (f[1:] <= f[:-1]).all()
+
+
 # -- gd ------------------------------------------------------------------------------------
 
 
@@ -101,9 +131,9 @@ class RecordingArmijo(Armijo):
         super().__init__()
         self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
-    def search(self, objective, x, f, g, p, t0):
+    def begin(self, x, f, g, p, t0, rows):
         self.calls.append((x.clone(), g.clone(), t0.clone()))
-        return super().search(objective, x, f, g, p, t0)
+        return super().begin(x, f, g, p, t0, rows)
 
 
 def test_gd_first_trial_is_the_short_barzilai_borwein_step():

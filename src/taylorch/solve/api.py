@@ -53,10 +53,12 @@ def minimize(
         max_iter: iterations per problem (default ``max(100, 200 n)``).
         max_fev: evaluations of ``fun`` per problem; never exceeded.
         max_time: seconds of wall time.
-        callback: called after each iteration with an intermediate ``Result``; returning
+        callback: called after each iteration with an intermediate ``Result`` (in a batch:
+            after each call of ``fun`` in which some problem ended an iteration); returning
             ``True`` or raising ``StopIteration`` stops the solve.
         progress: show a live progress line.
-        history: keep ``f`` (and ``|g|``) of every iteration in ``Result.history``.
+        history: keep ``f`` (and ``|g|``) of every iteration in ``Result.history`` (in a
+            batch: as the callback sees them).
         **method_options: keyword arguments for the named method's constructor.
 
     Returns:

@@ -55,7 +55,12 @@ def run(
     trace = _Trace(state) if history else None
 
     with ProgressLine(enabled=progress, name=solver.name, batch_size=x0.shape[0]) as line:
-        for _ in range(max_iter):
+        while True:
+            status = torch.where(
+                (status == Status.RUNNING) & (nit >= max_iter),
+                torch.full_like(status, Status.MAX_ITER),
+                status,
+            )
             active = status == Status.RUNNING
             if not bool(active.any()):
                 break
@@ -76,26 +81,26 @@ def run(
                 continue
             # Every problem still running (always so for one problem): nothing to mask.
             state = new if bool(active.all()) else masked_update(active, new, state)
-            nit += active.long()
-            status = torch.where(active, step_status, status)
-            best.update(state, active, converged=active & (step_status == Status.CONVERGED))
-            if trace is not None:
-                trace.append(state)
-            line.update(nit, state, status)
-
+            # The problems whose iteration ended with this step (all of them, unless the
+            # method's step is one round of iterations that end at different rounds).
+            moved = active if new.advanced is None else active & new.advanced
+            if new.advanced is None or bool(moved.any()):
+                nit += moved.long()
+                status = torch.where(moved, step_status, status)
+                best.update(state, moved, converged=moved & (step_status == Status.CONVERGED))
+                if trace is not None:
+                    trace.append(state)
+                line.update(nit, state, status)
+                if callback is not None and _callback_stops(
+                    callback, best.result(solver, objective, nit, status, start, batched, trace)
+                ):
+                    status = torch.where(
+                        status == Status.RUNNING, torch.full_like(status, Status.CALLBACK), status
+                    )
             if max_time is not None and time.perf_counter() - start > max_time:
                 status = torch.where(
                     status == Status.RUNNING, torch.full_like(status, Status.MAX_TIME), status
                 )
-            if callback is not None and _callback_stops(
-                callback, best.result(solver, objective, nit, status, start, batched, trace)
-            ):
-                status = torch.where(
-                    status == Status.RUNNING, torch.full_like(status, Status.CALLBACK), status
-                )
-        status = torch.where(
-            status == Status.RUNNING, torch.full_like(status, Status.MAX_ITER), status
-        )
     objective.active = torch.ones_like(objective.active)
     result = best.result(solver, objective, nit, status, start, batched, trace)
     return finalize(result, objective) if finalize is not None else result

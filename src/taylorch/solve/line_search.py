@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from taylorch.linalg.norms import max_abs
+from taylorch.linalg.norms import dot, max_abs
 from taylorch.solve.objective import Objective
 
 __all__ = ["Armijo", "Fixed", "LineSearch", "RoundSearch", "SearchResult", "StrongWolfe"]
@@ -168,8 +168,8 @@ class Armijo(RoundSearch):
         search = {
             "p": p,
             "t": t0,
-            "armijo_rate": self.c1 * (g * p).sum(dim=-1),
-            "slope": (g * p).sum(dim=-1),
+            "armijo_rate": self.c1 * dot(g, p),
+            "slope": dot(g, p),
             "pending": rows,
             "rounds": torch.zeros_like(rows, dtype=torch.long),
             "ok": torch.zeros_like(rows),
@@ -271,7 +271,7 @@ class StrongWolfe(RoundSearch):
     def begin(self, x, f, g, p, t0, rows):
         # Every threshold that does not change during the search is computed once: each
         # round is a few dozen small tensor operations for the whole batch.
-        slope = (g * p).sum(dim=-1)
+        slope = dot(g, p)
         eps = torch.finfo(x.dtype).eps
         noise = max(self.noise, 100 * eps) * f.abs()
         inf = torch.full_like(f, torch.inf)
@@ -313,7 +313,7 @@ class StrongWolfe(RoundSearch):
         p, t, pending = s["p"], s["t"], s["pending"]
         lo_t, lo_f, hi_t = s["lo_t"], s["lo_f"], s["hi_t"]
         eps = torch.finfo(x.dtype).eps
-        dt = (gt * p).sum(dim=-1)
+        dt = dot(gt, p)
         # A non-finite trial has ft = +inf (see Objective): it fails every test below.
         armijo = ft <= torch.addcmul(f, t, s["armijo_rate"])
         decrease = armijo | ((ft <= s["f_noisy"]) & (dt <= s["approx_slope"]))

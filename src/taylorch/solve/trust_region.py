@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from taylorch.linalg import lanczos
+from taylorch.linalg.norms import dot
 from taylorch.solve.methods.base import State
 from taylorch.solve.objective import Objective
 from taylorch.solve.result import Status
@@ -62,10 +63,6 @@ __all__ = [
 ]
 
 MatVec = Callable[..., Tensor]
-
-
-def _dot(u: Tensor, v: Tensor) -> Tensor:
-    return (u * v).sum(dim=-1)
 
 
 def _norm(u: Tensor) -> Tensor:
@@ -168,7 +165,7 @@ class Subproblem(abc.ABC):
 
 
 def _decrease(g: Tensor, p: Tensor, hp: Tensor) -> Tensor:
-    return -(_dot(g, p) + 0.5 * _dot(p, hp))
+    return -(dot(g, p) + 0.5 * dot(p, hp))
 
 
 def _on_boundary(p: Tensor, radius: Tensor) -> Tensor:
@@ -182,7 +179,7 @@ def cauchy_point(g: Tensor, hg: Tensor, radius: Tensor) -> Tensor:
     ``tau = min(|g|^3 / (radius g.H g), 1)`` otherwise; ``p = 0`` where ``g = 0``.
     """
     gnorm = _norm(g)
-    ghg = _dot(g, hg)
+    ghg = dot(g, hg)
     positive = ghg > 0
     tau = torch.where(
         positive, torch.clamp(gnorm**3 / (radius * torch.where(positive, ghg, 1)), max=1.0), 1.0
@@ -228,11 +225,11 @@ class DoglegPath(Subproblem):
         definite = info == 0
         newton = -torch.cholesky_solve(g[..., None], factor)[..., 0]
         hg = _apply(hessian, g)
-        gg, ghg = _dot(g, g), _dot(g, hg)
+        gg, ghg = dot(g, g), dot(g, hg)
         unconstrained = -(gg / torch.where(ghg > 0, ghg, 1))[:, None] * g
         n_newton, n_unc = _norm(newton), _norm(unconstrained)
         d = newton - unconstrained
-        a, b = _dot(d, d), 2 * _dot(unconstrained, d)
+        a, b = dot(d, d), 2 * dot(unconstrained, d)
         c = n_unc**2 - radius**2
         tau = (-b + torch.sqrt(torch.clamp(b * b - 4 * a * c, min=0))) / (2 * a)
         dogleg = unconstrained + tau[:, None] * d
@@ -313,7 +310,7 @@ class MoreSorensen(Subproblem):
         c = (eigvecs.mT @ g[..., None])[..., 0]
         y, _ = solve_in_eigenbasis(eigvals, c, radius=radius)
         p = (eigvecs @ y[..., None])[..., 0]
-        predicted = -(_dot(c, y) + 0.5 * _dot(eigvals, y * y))
+        predicted = -(dot(c, y) + 0.5 * dot(eigvals, y * y))
         return SubproblemStep(p, predicted, _on_boundary(p, radius))
 
 
@@ -340,8 +337,8 @@ class TruncatedCG:
 
 def _to_boundary(z: Tensor, d: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
     """Both roots ``tau`` of ``|z + tau d| = radius`` (``|z| <= radius``): ``(negative, positive)``."""
-    a, b = _dot(d, d), 2 * _dot(z, d)
-    c = _dot(z, z) - radius**2
+    a, b = dot(d, d), 2 * dot(z, d)
+    c = dot(z, z) - radius**2
     root = torch.sqrt(torch.clamp(b * b - 4 * a * c, min=0))
     a = torch.where(a > 0, a, 1)
     return (-b - root) / (2 * a), (-b + root) / (2 * a)
@@ -386,7 +383,7 @@ def truncated_cg(
     hz = torch.zeros_like(g)
     r = g.clone()
     d = -g
-    rr = _dot(r, r)
+    rr = dot(r, r)
     tol = rtol * _norm(g)
     iterations = torch.zeros(batch, dtype=torch.long, device=g.device)
     active = _norm(g) > tol
@@ -403,7 +400,7 @@ def truncated_cg(
         bad = active & ~((total - total) == 0)  # a non-finite product
         if bool(bad.any()):
             hd = torch.where(bad[:, None], 0.0, hd)
-        dhd = _dot(d, hd)
+        dhd = dot(d, hd)
         curved = active & ~bad & ~(dhd > 0)
         alpha = rr / torch.where(dhd > 0, dhd, 1)
         z_next = torch.addcmul(z, alpha[:, None], d)
@@ -415,13 +412,13 @@ def truncated_cg(
         if bool(ends_on_edge.any()):
             if radius is None:
                 first = curved & (iterations == 1)
-                gg = _dot(g, g)
+                gg = dot(g, g)
                 steepest = torch.where(dhd < 0, gg / torch.where(dhd < 0, -dhd, 1), 1.0)
                 p_curved = _rows(first, steepest[:, None] * d, z)
                 hp_curved = _rows(first, steepest[:, None] * hd, hz)
             else:
                 t_neg, t_pos = _to_boundary(z, d, radius)
-                rd = _dot(r, d)  # the model along d: m(z + t d) - m(z) = t r.d + t^2 d.H d / 2
+                rd = dot(r, d)  # the model along d: m(z + t d) - m(z) = t r.d + t^2 d.H d / 2
                 lower = t_neg * rd + 0.5 * t_neg**2 * dhd < t_pos * rd + 0.5 * t_pos**2 * dhd
                 tau = torch.where(curved & lower, t_neg, t_pos)
                 p_curved = torch.addcmul(z, tau[:, None], d)
@@ -435,7 +432,7 @@ def truncated_cg(
         z = _rows(moving, z_next, z)
         hz = _rows(moving, torch.addcmul(hz, alpha[:, None], hd), hz)
         r = _rows(moving, torch.addcmul(r, alpha[:, None], hd), r)
-        rr_next = _dot(r, r)
+        rr_next = dot(r, r)
         done = moving & (rr_next.sqrt() <= tol)
         active = moving & ~done
         beta = rr_next / torch.where(rr > 0, rr, 1)
@@ -502,7 +499,7 @@ def solve_in_eigenbasis(
     near = eigvals - l1[:, None] <= 10 * eigvals.shape[-1] * eps * scale[:, None]
     c_near = _norm(torch.where(near, c, torch.zeros_like(c)))
     y_rest = coords(low, ~near)
-    gap = torch.clamp(target(low) ** 2 - _dot(y_rest, y_rest), min=0)
+    gap = torch.clamp(target(low) ** 2 - dot(y_rest, y_rest), min=0)
     shift = c_near / torch.where(gap > 0, gap.sqrt(), tiny)  # where the root would sit past -l_1
     hard = (l1 <= 0) & (gap > 0) & (shift <= eps**0.5 * torch.clamp(scale, min=tiny))
     y_hard = y_rest.clone()
@@ -531,7 +528,7 @@ def solve_in_eigenbasis(
         w = c / den
         ynorm = _norm(w)
         h = 1 / ynorm - 1 / target(lam)
-        dh = _dot(w, w / den) / ynorm**3 + (sigma / lam**2 if cubic else 0)
+        dh = dot(w, w / den) / ynorm**3 + (sigma / lam**2 if cubic else 0)
         close = (ynorm - target(lam)).abs() <= 10 * eps**0.75 * target(lam)
         pending = pending & ~close & (b - a > 2 * eps * b)
         a = torch.where(pending & (h < 0), lam, a)
@@ -560,7 +557,7 @@ def escape_step(
     escape = state.memory["escape"]
     leaving = (escape != 0).any(dim=-1)
     t = length
-    decrease = -(t * _dot(state.g, escape) + 0.5 * state.memory["escape_curv"] * t * t)
+    decrease = -(t * dot(state.g, escape) + 0.5 * state.memory["escape_curv"] * t * t)
     if cubic is not None:
         decrease = decrease - cubic * t**3
     p = torch.where(leaving[:, None], t[:, None] * escape, p)
@@ -698,7 +695,7 @@ def confirm_second_order(
         lam, v, scale = _smallest_ritz_pair(objective, state.x, rows, lanczos_steps)
     tol = _saddle_tolerance(scale)
     saddle = rows & (lam < -tol)
-    sign = torch.where(_dot(state.g, v) > 0, -1.0, 1.0).to(v.dtype)
+    sign = torch.where(dot(state.g, v) > 0, -1.0, 1.0).to(v.dtype)
     memory = dict(state.memory)
     memory["escape"] = torch.where(saddle[:, None], sign[:, None] * v, memory["escape"])
     memory["escape_curv"] = torch.where(saddle, lam, memory["escape_curv"])
@@ -735,7 +732,7 @@ def _smallest_ritz_pair(
     v = v / torch.clamp(_norm(v), min=torch.finfo(v.dtype).tiny)[:, None]
     suspect = lam < -_saddle_tolerance(scale)
     if bool(suspect.any()):
-        curvature = _dot(v, product(v, suspect))
+        curvature = dot(v, product(v, suspect))
         lam = torch.where(suspect & torch.isfinite(curvature), curvature, lam)
     if whole:
         return lam, v, scale

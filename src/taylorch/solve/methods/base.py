@@ -41,6 +41,12 @@ class State:
     ``memory`` holds the method's own tensors, each with the batch as its
     first dimension, keyed by name. A method may update a large buffer in
     place (and return the same tensor) only on the rows of ``objective.active``.
+    ``advanced`` ``(B,)`` marks the problems whose iteration ended with this
+    state, for a method whose step is one round of iterations that end at
+    different rounds (see :class:`~taylorch.solve.methods.descent.DescentMethod`);
+    ``None``: every problem's did. ``carry`` holds such a method's working
+    tensors for the iterations still under way; the loop hands them to the next
+    step as they are, unmasked (the rows of stopped problems hold leftovers).
     """
 
     x: Tensor
@@ -48,6 +54,8 @@ class State:
     g: Tensor | None
     flag: Tensor
     memory: dict[str, Tensor] = field(default_factory=dict)
+    advanced: Tensor | None = None
+    carry: dict[str, Tensor] = field(default_factory=dict)
 
     @staticmethod
     def start(x: Tensor, f: Tensor, g: Tensor | None, **memory: Tensor) -> State:

@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from taylorch.linalg.norms import dot
 from taylorch.solve.methods.base import Solver, State
 from taylorch.solve.methods.newton import Modification, modified_newton_step
 from taylorch.solve.objective import Objective
@@ -34,10 +35,6 @@ from taylorch.solve.trust_region import (
 )
 
 __all__ = ["ARC", "DampedNewton"]
-
-
-def _dot(u: Tensor, v: Tensor) -> Tensor:
-    return (u * v).sum(dim=-1)
 
 
 def _norm(u: Tensor) -> Tensor:
@@ -199,7 +196,7 @@ class ARC(Solver):
         c = (basis.mT @ state.g[..., None])[..., 0]
         y, _ = solve_in_eigenbasis(eigvals, c, sigma=sigma)
         p = (basis @ y[..., None])[..., 0]
-        predicted = -(_dot(c, y) + 0.5 * _dot(eigvals, y * y) + sigma / 3 * _norm(y) ** 3)
+        predicted = -(dot(c, y) + 0.5 * dot(eigvals, y * y) + sigma / 3 * _norm(y) ** 3)
         predicted = torch.where(finite, predicted, torch.full_like(predicted, torch.nan))
         # A saddle point found by `confirm`: the model's minimizer along the eigenvector.
         length = memory["escape_curv"].abs() / sigma
@@ -300,7 +297,7 @@ class DampedNewton(Solver):
         memory = state.memory
         lip = memory["lipschitz"]
         newton = modified_newton_step(memory["hessian"], state.g, self.modification)
-        decrement = torch.sqrt(torch.clamp(-_dot(state.g, newton), min=0))
+        decrement = torch.sqrt(torch.clamp(-dot(state.g, newton), min=0))
         alpha = 2 / (1 + torch.sqrt(1 + 2 * lip * decrement))
         ag = alpha * decrement
         predicted = ag * decrement - 0.5 * ag**2 - lip / 6 * ag**3
