@@ -79,8 +79,11 @@ def run(
                     exhausted.rows, torch.full_like(status, Status.MAX_FEV), status
                 )
                 continue
-            # Every problem still running (always so for one problem): nothing to mask.
-            state = new if bool(active.all()) else masked_update(active, new, state)
+            # Nothing to mask when every problem is still running (always so for one problem)
+            # or when the method changed only the rows it reports as advanced.
+            if new.advanced is None and not bool(active.all()):
+                new = masked_update(active, new, state)
+            state = new
             # The problems whose iteration ended with this step (all of them, unless the
             # method's step is one round of iterations that end at different rounds).
             moved = active if new.advanced is None else active & new.advanced

@@ -44,7 +44,8 @@ class State:
     ``advanced`` ``(B,)`` marks the problems whose iteration ended with this
     state, for a method whose step is one round of iterations that end at
     different rounds (see :class:`~taylorch.solve.methods.descent.DescentMethod`);
-    ``None``: every problem's did. ``carry`` holds such a method's working
+    such a method leaves every other row exactly as it was, so the loop need
+    not mask the state. ``None``: every running problem's iteration ended. ``carry`` holds such a method's working
     tensors for the iterations still under way; the loop hands them to the next
     step as they are, unmasked (the rows of stopped problems hold leftovers).
     """

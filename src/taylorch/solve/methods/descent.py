@@ -134,7 +134,7 @@ class DescentMethod(Solver):
             if self.asynchronous or not bool(search["pending"].any()):
                 break
         step = self.line_search.conclude(search, state.x, state.f, state.g)
-        ended = ~search["pending"]
+        ended = ~search["pending"] & objective.active
         if bool(ended.all()):  # every search ended: nothing to carry to the next round
             return self._take(
                 objective, state, step, memory, progress, search["uphill"], ended=None
@@ -170,8 +170,9 @@ class DescentMethod(Solver):
         uphill: Tensor,
         ended: Tensor | None,
     ) -> State:
-        """The state after the searches that ``ended`` (``None``: all of them)."""
-        if ended is not None:  # the others stay where they are, memory and all
+        """The state after the searches that ``ended`` (``None``: all of them); every other
+        problem, stopped ones included, stays exactly where it was, memory and all."""
+        if ended is not None:
             step.ok = step.ok & ended
             stay = ~ended
             step.x = torch.where(stay[:, None], state.x, step.x)
