@@ -104,7 +104,8 @@ class Solver(abc.ABC):
 
     @abc.abstractmethod
     def step(self, objective: Objective, state: State) -> State:
-        """One iteration for every problem of the batch."""
+        """One iteration for every problem of the batch, or one round of iterations that
+        end at different rounds (the new state's ``advanced`` says whose ended)."""
 
     def default_tolerances(self, dtype: torch.dtype) -> Tolerances:
         """Tolerances used where the caller gives none (gradient test only)."""

@@ -20,6 +20,7 @@ back can repeat forever (Meyer's function did, with BFGS).
 from __future__ import annotations
 
 import abc
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -135,6 +136,8 @@ class DescentMethod(Solver):
                 break
         step = self.line_search.conclude(search, state.x, state.f, state.g)
         ended = ~search["pending"] & objective.active
+        if not bool(ended.any()):  # every search goes on: nothing moves yet
+            return replace(state, advanced=ended, carry=search)
         if bool(ended.all()):  # every search ended: nothing to carry to the next round
             return self._take(
                 objective, state, step, memory, progress, search["uphill"], ended=None
