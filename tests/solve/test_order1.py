@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 
 import taylorch
 from taylorch.solve import Status
-from taylorch.solve.line_search import Armijo, LineSearch, SearchResult
+from taylorch.solve.line_search import Armijo, LineSearch, SearchResult, StrongWolfe
 from taylorch.solve.methods.base import State
 from taylorch.solve.methods.conjugate_gradient import CG, ConjugateDirection
 from taylorch.solve.methods.gradient import GD
+from taylorch.solve.objective import Objective
 
 from .helpers import Counted, quadratic, rosenbrock, rowwise, spd_quadratic
 
@@ -48,6 +49,22 @@ def test_armijo_stops_when_trials_no_longer_move_x():
     )
     assert res.status == Status.NO_PROGRESS and res.nit < 100
     torch.testing.assert_close(res.x, x_star, atol=1e-3, rtol=0)
+
+
+def test_a_failed_strong_wolfe_search_leaves_every_problem_where_it_was():
+    # Row 0: a first trial so short that f falls by less than its assumed noise (1e-6 |f|),
+    # the only trial allowed: no acceptable step. Row 1: the exact minimizer along p.
+    objective = Objective(
+        lambda x: 0.5 * (x * x).sum(-1), batched=True, batch_size=2, device=torch.device("cpu")
+    )
+    x = torch.tensor([[10.0, 1.0], [10.0, 1.0]], dtype=torch.float64)
+    f, g = objective.value_and_grad(x)
+    p = -g
+    step = StrongWolfe(max_trials=1).search(objective, x, f, g, p, torch.tensor([1e-8, 1.0]))
+    assert step.ok.tolist() == [False, True]
+    assert step.t[0] == 0 and torch.equal(step.x[0], x[0])
+    assert step.f[0] == f[0] and torch.equal(step.g[0], g[0])
+    torch.testing.assert_close(step.x[1], torch.zeros(2, dtype=torch.float64))
 
 
 @settings(max_examples=8, deadline=None)

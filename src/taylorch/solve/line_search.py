@@ -286,7 +286,9 @@ class StrongWolfe(RoundSearch):
             "armijo_rate": self.c1 * slope,
             "f_noisy": f + noise,
             "approx_slope": (2 * self.c1 - 1) * slope,
-            "curvature_bound": -self.c2 * slope,
+            # A direction of zero slope (a second-order method's escape from a saddle,
+            # where g = 0) has no curvature condition to meet: any decrease will do.
+            "curvature_bound": torch.where(slope < 0, -self.c2 * slope, torch.inf),
             # The bracket [lo, lo + w] is one float point in every coordinate when
             # w |p_i| <= eps |x_i + lo p_i| for all i. At the largest |p_i| that needs
             # w <= eps (reach + lo) with reach = |x|_inf / |p|_inf: a cheap test that spares
@@ -373,7 +375,11 @@ class StrongWolfe(RoundSearch):
         # rounding-noise regime a tiny step "decreases" f without moving x at all.
         ok = (lo_t > 0) & (s["met"] | (s["lo_armijo"] & (lo_f < f - s["noise"]) & ~s["collapsed"]))
         return SearchResult(
-            t=lo_t, x=_along(x, lo_t, s["p"]), f=torch.where(ok, lo_f, f), g=s["lo_g"], ok=ok
+            t=torch.where(ok, lo_t, 0.0),
+            x=torch.where(ok[:, None], _along(x, lo_t, s["p"]), x),
+            f=torch.where(ok, lo_f, f),
+            g=torch.where(ok[:, None], s["lo_g"], g),
+            ok=ok,
         )
 
 
