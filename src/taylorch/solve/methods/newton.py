@@ -157,7 +157,7 @@ class Newton(DescentMethod):
             eigenvalue says nothing about how far to go); the strong-Wolfe search
             extends it where backtracking cannot. On 39 classic problems this
             took the median from 15 to 13 evaluations and the total from 1,472 to
-            1,251; on 1,024 10-d Rosenbrock problems, the slowest from 65 to 37
+            1,145; on 1,024 10-d Rosenbrock problems, the slowest from 65 to 37
             iterations.
     """
 
