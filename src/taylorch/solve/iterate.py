@@ -8,6 +8,7 @@ whether any problem is still running.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -55,12 +56,13 @@ def run(
     trace = _Trace(state) if history else None
 
     with ProgressLine(enabled=progress, name=solver.name, batch_size=x0.shape[0]) as line:
-        while True:
-            status = torch.where(
-                (status == Status.RUNNING) & (nit >= max_iter),
-                torch.full_like(status, Status.MAX_ITER),
-                status,
-            )
+        for passes in itertools.count():
+            if passes >= max_iter:  # before that no problem can have made max_iter iterations
+                status = torch.where(
+                    (status == Status.RUNNING) & (nit >= max_iter),
+                    torch.full_like(status, Status.MAX_ITER),
+                    status,
+                )
             active = status == Status.RUNNING
             if not bool(active.any()):
                 break

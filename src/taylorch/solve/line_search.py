@@ -335,18 +335,21 @@ class StrongWolfe(RoundSearch):
         # A bracket whose ends are the same point to the last bit of every coordinate
         # cannot be narrowed further: the Wolfe conditions are out of reach at this
         # precision, and what lo gained over f is rounding noise.
-        bracketed = hi_t < torch.inf
-        width = (hi_t - lo_t).abs()
-        closed = bracketed & (width <= eps * lo_t.abs())
-        narrow = pending & bracketed & (width <= eps * (s["reach"] + lo_t))
+        width = (hi_t - lo_t).abs()  # +inf until bracketed
+        # ``width <= eps lo`` (the step itself cannot resolve the bracket) implies this
+        # cheaper bound too, so the full test runs only where the bound holds.
+        narrow = pending & (width <= eps * (s["reach"] + lo_t))
+        rounds = s["rounds"] + 1
+        left = pending & ~done & (rounds < self.max_trials)
+        collapsed = s["collapsed"]
         if bool(narrow.any()):
             one_point = width[:, None] * p.abs() <= eps * _along(x, lo_t, p).abs()
-            closed |= narrow & one_point.all(dim=-1)
-        rounds = s["rounds"] + 1
-        left = pending & ~(done | closed) & (rounds < self.max_trials)
+            closed = narrow & ((width <= eps * lo_t) | one_point.all(dim=-1))
+            left &= ~closed
+            collapsed = collapsed | (closed & ~done)
         if bool(left.any()):
             t_next = torch.where(
-                bracketed,
+                hi_t < torch.inf,
                 _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d, s["rounding"]),
                 self.expand * lo_t,
             )
@@ -365,7 +368,7 @@ class StrongWolfe(RoundSearch):
             "hi_d": hi_d,
             "lo_armijo": torch.where(good, armijo, s["lo_armijo"]),
             "met": s["met"] | done,
-            "collapsed": s["collapsed"] | (pending & closed & ~done),
+            "collapsed": collapsed,
         }
 
     def conclude(self, search, x, f, g):
