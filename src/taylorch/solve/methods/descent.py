@@ -143,7 +143,8 @@ class DescentMethod(Solver):
                 objective, state, step, memory, progress, search["uphill"], ended=None
             )
         new = self._take(objective, state, step, memory, progress, search["uphill"], ended)
-        new.carry = search
+        if self.asynchronous:  # in lockstep no search is left under way
+            new.carry = search
         return new
 
     def _direction(
