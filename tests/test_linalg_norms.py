@@ -29,13 +29,16 @@ def test_max_abs_propagates_nan_and_inf(n):
 
 
 @pytest.mark.parametrize("n", [1, 10, 65535, 65536, 200_000])
-def test_dot_is_the_row_wise_inner_product(n):
+@pytest.mark.parametrize("rows", [1, 3])  # one long row takes the einsum kernel
+def test_dot_is_the_row_wise_inner_product(n, rows):
     gen = torch.Generator().manual_seed(n)
-    a = torch.randn(2, n, generator=gen, dtype=torch.float64)
-    b = torch.randn(2, n, generator=gen, dtype=torch.float64)
+    a = torch.randn(rows, n, generator=gen, dtype=torch.float64)
+    b = torch.randn(rows, n, generator=gen, dtype=torch.float64)
     # Reference: the products summed without rounding error (math.fsum).
-    exact = torch.tensor([math.fsum((a[i] * b[i]).tolist()) for i in range(2)], dtype=torch.float64)
+    exact = torch.tensor([math.fsum((a[i] * b[i]).tolist()) for i in range(rows)], dtype=a.dtype)
     # The error bound of a computed dot product of length n: n eps sum |a_i b_i|.
     bound = n * torch.finfo(torch.float64).eps * (a * b).abs().sum(dim=-1)
-    assert ((dot(a, b) - exact).abs() <= bound).all()
+    out = dot(a, b)
+    assert out.shape == (rows,) and ((out - exact).abs() <= bound).all()
     assert dot(a[0], b[0]).shape == ()
+    torch.testing.assert_close(dot(a[0], b[0]), out[0], rtol=0, atol=float(bound[0]))

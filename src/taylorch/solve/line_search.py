@@ -377,11 +377,14 @@ class StrongWolfe(RoundSearch):
         # A search that ran out of rounds keeps lo only if f really went down there: in the
         # rounding-noise regime a tiny step "decreases" f without moving x at all.
         ok = (lo_t > 0) & (s["met"] | (s["lo_armijo"] & (lo_f < f - s["noise"]) & ~s["collapsed"]))
+        x_new, g_new = _along(x, lo_t, s["p"]), s["lo_g"]
+        if bool(ok.all()):  # the usual case for one problem: no n-sized selections
+            return SearchResult(t=lo_t, x=x_new, f=lo_f, g=g_new, ok=ok)
         return SearchResult(
             t=torch.where(ok, lo_t, 0.0),
-            x=torch.where(ok[:, None], _along(x, lo_t, s["p"]), x),
+            x=torch.where(ok[:, None], x_new, x),
             f=torch.where(ok, lo_f, f),
-            g=torch.where(ok[:, None], s["lo_g"], g),
+            g=torch.where(ok[:, None], g_new, g),
             ok=ok,
         )
 
