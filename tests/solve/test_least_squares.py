@@ -10,6 +10,7 @@ import torch
 import taylorch
 from taylorch import Status
 from taylorch.solve.lsq import LSQ_METHODS, LevenbergMarquardt
+from taylorch.solve.lsq.objective import ResidualObjective
 
 F64 = torch.float64
 METHODS = sorted(LSQ_METHODS)
@@ -421,3 +422,43 @@ def test_curve_fit_errors():
     popt, pcov = taylorch.curve_fit(model, t[:3], y[:3], torch.ones(3, dtype=F64))
     torch.testing.assert_close(model(t[:3], *popt), y[:3], rtol=0, atol=1e-10)
     assert torch.isinf(pcov).all()
+
+
+# -- derivatives of the residual ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("jac", ["forward", "reverse"])
+def test_jacobian_and_second_directional_derivative_match_closed_forms(jac):
+    t = torch.linspace(0, 3, 7, dtype=torch.float64)
+
+    def residual(p):  # a exp(-b t) + c for each row (a, b, c)
+        return p[:, :1] * torch.exp(-p[:, 1:2] * t) + p[:, 2:]
+
+    objective = ResidualObjective(
+        residual, batched=True, batch_size=2, device=torch.device("cpu"), jac=jac
+    )
+    p = torch.tensor([[2.0, 0.7, -1.0], [0.5, 1.3, 0.2]], dtype=torch.float64)
+    v = torch.tensor([[0.3, -0.2, 0.5], [-1.0, 0.4, 0.0]], dtype=torch.float64)
+    _, r, jacobian = objective.residual_and_jacobian(p, raw=True)
+    a, b, c = p[:, :1], p[:, 1:2], p[:, 2:]
+    e = torch.exp(-b * t)
+    torch.testing.assert_close(r, a * e + c, rtol=1e-15, atol=0)
+    expected = torch.stack([e, -a * t * e, torch.ones_like(e)], dim=-1)
+    torch.testing.assert_close(jacobian, expected, rtol=1e-14, atol=1e-14)
+    # d^2/ds^2 r(p + s v) = -2 va vb t e + a vb^2 t^2 e (c enters linearly).
+    va, vb = v[:, :1], v[:, 1:2]
+    rvv = objective.second_directional(p, v)
+    torch.testing.assert_close(rvv, -2 * va * vb * t * e + a * vb**2 * t**2 * e)
+    assert objective.nfev.tolist() == [2, 2] and objective.n_hvp.tolist() == [1, 1]
+
+
+def test_an_affine_residual_has_its_matrix_as_jacobian_and_no_second_derivative():
+    a = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    objective = ResidualObjective(
+        lambda x: a @ x - 1.0, batched=False, batch_size=1, device=torch.device("cpu")
+    )
+    x = torch.randn(1, 3, dtype=torch.float64)
+    rvv = objective.second_directional(x, torch.ones_like(x))
+    assert torch.equal(rvv, torch.zeros(1, 5, dtype=torch.float64))
+    _, _, jacobian = objective.residual_and_jacobian(x, raw=True)
+    torch.testing.assert_close(jacobian[0], a, rtol=0, atol=0)
