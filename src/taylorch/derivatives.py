@@ -37,7 +37,9 @@ __all__ = [
     "hvp",
     "hvp_operator",
     "jacobian",
+    "jacobian_columns",
     "jvp",
+    "linearization",
     "module_function",
     "value_and_grad",
     "value_grad_hessian",
@@ -120,11 +122,15 @@ def hvp(
 ) -> Tensor:
     """Hessian-vector product ``H(x) v`` of a scalar (or batched scalar) function.
 
-    ``mode="forward"`` differentiates the gradient in direction ``v`` by forward
-    mode (forward-over-reverse, cheapest in memory and usually in time);
-    ``"reverse"`` differentiates ``<grad f, v>`` by a second reverse pass
-    (works for every op with a double-backward); ``"auto"`` tries forward and
-    falls back to reverse for ops that lack a forward-mode rule.
+    ``mode="reverse"`` differentiates ``<grad f, v>`` by a second reverse pass
+    (works for every op with a double-backward); ``"forward"`` differentiates
+    the gradient in direction ``v`` by forward mode (forward-over-reverse);
+    ``"auto"`` takes reverse and falls back to forward for ops that lack a
+    double-backward. Reverse is the default because it was faster on every
+    problem measured on CPU (torch 2.13 runs forward-mode elementwise products
+    through Python decompositions): 0.29 ms against 1.42 ms on a 10-d
+    Rosenbrock function, 2.9 ms against 5.2 ms at n = 1e5, and 2.6x against
+    3.1x a gradient on an MLP with 670k parameters (``docs/benchmarks.md``).
     """
     if v.shape != x.shape:
         raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
@@ -136,13 +142,14 @@ def hvp(
         check_scalar_output(out, z, batched)  # forward mode would sum a vector silently
         return out
 
-    if mode in ("auto", "forward"):
-        try:
-            return _forward_over_reverse(fx, x, v)
-        except (RuntimeError, NotImplementedError):
-            if mode == "forward":
-                raise
-    return hvp_operator(fx, x, batched=batched)(v)
+    if mode == "forward":
+        return _forward_over_reverse(fx, x, v)
+    try:
+        return hvp_operator(fx, x, batched=batched)(v)
+    except (RuntimeError, NotImplementedError):
+        if mode == "reverse":
+            raise
+    return _forward_over_reverse(fx, x, v)
 
 
 def _forward_over_reverse(f: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> Tensor:
@@ -276,9 +283,10 @@ def jacobian(
 ) -> Tensor:
     """Dense Jacobian, ``(m, n)`` or ``(B, m, n)`` in batched mode.
 
-    ``mode="forward"`` pushes the ``n`` unit tangents (cheap when ``m >= n``),
-    ``"reverse"`` pulls back the ``m`` unit cotangents (cheap when ``n > m``);
-    ``"auto"`` picks the cheaper. Either way one vectorized call.
+    ``mode="forward"`` forms the ``n`` columns ``J e_i`` (cheap when ``m >= n``; by
+    the double-vjp trick, see :func:`jacobian_columns`), ``"reverse"`` pulls
+    back the ``m`` unit cotangents (cheap when ``n > m``); ``"auto"`` picks the
+    cheaper. Either way one call of ``f`` and vectorized backward passes.
     """
     check_point(x, batched)
     fx = (lambda z: f(z, *args)) if args else f
@@ -290,16 +298,53 @@ def jacobian(
     if mode == "auto":
         mode = "forward" if m >= n else "reverse"
     if mode == "forward":
-        basis = _unit_batch(n, x)
         with torch.enable_grad():
-            cols = vmap(lambda e: _func_jvp(fx, (x,), (e,))[1])(basis)  # (n, [B,] m)
-        return cols.movedim(0, -1).detach()
+            return jacobian_columns(*linearization(fx, x)).detach()
     if mode == "reverse":
         basis = _unit_batch(m, out)
         with torch.enable_grad():
             rows = vmap(lambda u: pullback(u)[0])(basis)  # (m, [B,] n)
         return rows.movedim(0, -2).detach()
     raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+
+
+def linearization(
+    f: Callable[[Tensor], Tensor], x: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(x, f(x), s, J^T s)`` from one call of a vector function: its output and one
+    backward pass with a free seed ``s`` (zeros), built to be differentiated in ``s``
+    and in ``x``. The last entry is ``None`` where ``f`` does not depend on ``x``.
+
+    ``J^T s`` is linear in ``s``, so its derivative along ``w`` is ``J w``: the
+    double-vjp trick, which gives Jacobian-vector products from autograd's
+    compiled backward kernels. Call with gradients enabled.
+    """
+    xr = x.detach().requires_grad_(True)
+    out = f(xr)
+    seed = torch.zeros_like(out, requires_grad=True)
+    if not out.requires_grad:
+        return xr, out, seed, None
+    (pulled,) = torch.autograd.grad(out, xr, seed, create_graph=True)
+    return xr, out, seed, pulled
+
+
+def jacobian_columns(x: Tensor, out: Tensor, seed: Tensor, pulled: Tensor | None) -> Tensor:
+    """The Jacobian ``(..., m, n)`` from a :func:`linearization`, column by column.
+
+    Each column ``J e_i`` is one backward pass through ``J^T s``; the ``n`` of them
+    run as one batched pass. torch 2.13's forward mode (``jvp`` under ``vmap``), the
+    textbook way, runs elementwise products through Python decompositions on
+    CPU: 0.79 ms against 0.30 ms for a 33 x 5 Jacobian, 15 ms against 15 ms for
+    10,000 stacked 50 x 3 ones. Call with gradients enabled.
+    """
+    n = x.shape[-1]
+    if pulled is None:
+        return out.new_zeros(*out.shape, n)
+
+    def column(e: Tensor) -> Tensor:
+        return torch.autograd.grad(pulled, seed, e, retain_graph=True)[0]
+
+    return vmap(column)(_unit_batch(n, x)).movedim(0, -1)
 
 
 def _unit_batch(k: int, like: Tensor) -> Tensor:

@@ -125,7 +125,7 @@ class ResidualObjective(Objective):
 
         For the linear loss (or with ``raw=True``) these are ``r`` and ``J``. Cost:
         one call of the residual and backward passes vectorized over the ``n``
-        columns (see :meth:`_columns`) or the ``m`` rows.
+        columns (:func:`taylorch.derivatives.jacobian_columns`) or the ``m`` rows.
         """
         if self.jac == "matrix-free":
             raise ValueError(
@@ -159,13 +159,7 @@ class ResidualObjective(Objective):
         self._charge(mask, self.njev)
         charged = self.active.clone() if mask is None else mask & self.active
         with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
-            out = self.residual_map(xr)
-            seed = torch.zeros_like(out, requires_grad=True)
-            if out.requires_grad:
-                (pulled,) = torch.autograd.grad(out, xr, seed, create_graph=True)
-            else:  # the residual does not depend on x
-                pulled = None
+            xr, out, seed, pulled = derivatives.linearization(self.residual_map, x)
         r = out.detach()
         ok = torch.isfinite(r).all(dim=-1)
         cost = self._cost(r, ok)
@@ -197,7 +191,8 @@ class ResidualObjective(Objective):
     def second_directional(self, x: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
         """``d^2/dt^2 r(x + t v)`` at ``t = 0``, ``(B, m)``, by backward passes only.
 
-        ``J v`` comes from the double-vjp trick (:meth:`_columns`) and stays a
+        ``J v`` comes from the double-vjp trick (see
+        :func:`taylorch.derivatives.linearization`) and stays a
         function of ``x``; its derivative along ``v`` is the same trick once
         more. Four backward passes through one call of the residual, exact:
         in torch 2.13 the forward-over-forward mode it replaces ran elementwise
@@ -208,7 +203,7 @@ class ResidualObjective(Objective):
         self._charge(mask, self.nfev)
         self._charge(mask, self.n_hvp)
         with torch.enable_grad():
-            xr, out, seed, pulled = self._pullback(x)
+            xr, out, seed, pulled = derivatives.linearization(self.residual_map, x)
             if pulled is None:  # the residual does not depend on x
                 return torch.zeros_like(out)
             (jv,) = torch.autograd.grad(pulled, seed, v.detach(), create_graph=True)
@@ -270,43 +265,13 @@ class ResidualObjective(Objective):
             # Before the first call m is unknown: least squares and root finding have m >= n.
             mode = "forward" if self.size is None or self.size >= n else "reverse"
         if mode == "forward":
-            return self._columns(x)
+            with torch.enable_grad():
+                xr, out, seed, pulled = derivatives.linearization(self.residual_map, x)
+                jac = derivatives.jacobian_columns(xr, out, seed, pulled)
+            return out.detach(), jac.detach()
         with torch.enable_grad():
             out, pullback = vjp(self.residual_map, x)
         m = out.shape[-1]
         basis = torch.eye(m, dtype=x.dtype, device=x.device)[:, None, :].expand(m, *out.shape)
         rows = vmap(pullback)(basis)[0]
         return out.detach(), rows.movedim(0, -2).detach()
-
-    def _pullback(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """``(x, r, s, J^T s)``: one traced call and its backward pass with a free seed ``s``,
-        differentiable in ``s`` and ``x`` (``None`` where ``r`` does not depend on ``x``).
-        Call with gradients enabled."""
-        xr = x.detach().requires_grad_(True)
-        out = self.residual_map(xr)
-        seed = torch.zeros_like(out, requires_grad=True)
-        if not out.requires_grad:
-            return xr, out, seed, None
-        (pulled,) = torch.autograd.grad(out, xr, seed, create_graph=True)
-        return xr, out, seed, pulled
-
-    def _columns(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(r, J)`` with the columns ``J e_i`` by the double-vjp trick: ``J^T s`` is linear in
-        the seed ``s``, and its derivative along ``e_i`` is ``J e_i``. One call of the
-        residual and two backward passes (the second vectorized over the ``n`` columns),
-        all in autograd's compiled kernels. torch 2.13's forward mode (``jvp`` under
-        ``vmap``) runs elementwise products through Python decompositions: 0.79 ms
-        against 0.30 ms for a 33 x 5 Jacobian, 15 ms against 15 ms for 10,000 x 50 x 3.
-        """
-        n = x.shape[-1]
-        with torch.enable_grad():
-            _, out, seed, pulled = self._pullback(x)
-            if pulled is None:
-                return out.detach(), out.new_zeros(*out.shape, n)
-            basis = torch.eye(n, dtype=x.dtype, device=x.device)[:, None, :].expand(n, *x.shape)
-
-            def column(e: Tensor) -> Tensor:
-                return torch.autograd.grad(pulled, seed, e, retain_graph=True)[0]
-
-            cols = vmap(column)(basis)
-        return out.detach(), cols.movedim(0, -1).detach()
