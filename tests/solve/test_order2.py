@@ -182,12 +182,20 @@ PROBLEMS = {
 
 
 # scipy's newton-cg stops after 800 iterations on Wood, its dogleg refuses the
-# indefinite Hessians at the Beale and Wood starts; those pairs are not compared.
+# indefinite Hessians at the Beale and Wood starts; those pairs are not compared. On the
+# 4-d Rosenbrock function the two newton-cg follow different paths (see below) to
+# different local minimizers; test_newton_cg_follows_negative_curvature checks that one.
 SCIPY_PAIRS = [
     (name, problem)
     for name in ("newton-cg", "trust-ncg", "dogleg", "trust-exact")
     for problem in sorted(PROBLEMS)
-    if (name, problem) not in {("newton-cg", "wood"), ("dogleg", "beale"), ("dogleg", "wood")}
+    if (name, problem)
+    not in {
+        ("newton-cg", "wood"),
+        ("newton-cg", "rosenbrock-4"),
+        ("dogleg", "beale"),
+        ("dogleg", "wood"),
+    }
 ]
 
 
@@ -202,7 +210,61 @@ def test_matches_scipy(name, problem):
     assert res.success, res.message
     torch.testing.assert_close(res.x, torch.as_tensor(ref.x, dtype=D), atol=1e-5, rtol=0)
     assert res.fun <= ref.fun + 1e-10
-    assert res.nit <= 1.5 * ref.nit + 5 and ref.nit <= 1.5 * res.nit + 5, (res.nit, ref.nit)
+    assert res.nit <= 1.5 * ref.nit + 5, (res.nit, ref.nit)
+    if name != "newton-cg":  # the same algorithm: about the same path
+        assert ref.nit <= 1.5 * res.nit + 5, (res.nit, ref.nit)
+    # newton-cg differs on purpose: where CG meets negative curvature after its first
+    # iteration, scipy steps to the last CG iterate (short near a saddle region) and
+    # taylorch goes on along the direction of negative curvature (Rosenbrock: 38
+    # iterations against scipy's 85).
+
+
+# A start from which the last CG iterate crawls past a saddle region of the 10-d Rosenbrock
+# function (807 iterations when newton-cg stepped to it; scipy's Newton-CG: 127).
+SADDLE_REGION_START = [
+    -1.0645549552884597,
+    1.2879844533990896,
+    -0.4269373322554779,
+    1.798334810520546,
+    -1.5453414353566903,
+    0.04416127564198691,
+    1.6504701828045132,
+    1.266006269347916,
+    1.825050320041694,
+    1.9869292660545428,
+]
+
+
+@pytest.mark.parametrize(
+    "x0",
+    [
+        [-1.2, 1.0, -1.2, 1.0],
+        SADDLE_REGION_START,
+    ],
+)
+def test_newton_cg_follows_negative_curvature(x0):
+    fun = rosenbrock
+    value, grad, hess = scipy_problem(fun)
+    ref = scipy.optimize.minimize(value, x0, jac=grad, hess=hess, method="newton-cg")
+    res = taylorch.minimize(fun, torch.tensor(x0, dtype=D), method="newton-cg")
+    assert res.success, res.message
+    # A local minimizer (the n-d Rosenbrock function has more than one for n >= 4): the
+    # gradient vanishes and the Hessian is positive definite there.
+    assert torch.func.grad(fun)(res.x).abs().max() <= 1e-6
+    assert torch.linalg.eigvalsh(torch.autograd.functional.hessian(fun, res.x)).min() > 0
+    assert res.nit <= ref.nit, (res.nit, ref.nit)
+
+
+def test_newton_cg_below_the_noise_floor_stops_with_no_progress():
+    # At the local minimizer near f = 3.99 the decrease a step could make is below the
+    # rounding of f, so Armijo cannot certify one; backtracking used to accept steps that
+    # left f unchanged and idled until max_iter (2,000 iterations).
+    x0 = torch.tensor(SADDLE_REGION_START, dtype=D)
+    res = taylorch.minimize(rosenbrock, x0, method="newton-cg", gtol=1e-12, max_iter=2000)
+    assert res.fun == pytest.approx(3.98657911, abs=1e-8)
+    assert res.status == Status.NO_PROGRESS, res.message
+    assert res.nit < 200
+    assert torch.func.grad(rosenbrock)(res.x).abs().max() <= 1e-6
 
 
 def test_dogleg_falls_back_to_cauchy_where_scipy_refuses():

@@ -141,7 +141,7 @@ class Fixed(LineSearch):
 
 
 class Armijo(RoundSearch):
-    """Backtracking to sufficient decrease ``f(x + t p) <= f + c1 t <g, p>``.
+    """Backtracking to sufficient decrease ``f(x + t p) <= f + c1 t <g, p>`` (and ``< f``).
 
     Each rejected trial is replaced by the minimizer of the quadratic through
     ``f``, ``<g, p>`` and the rejected value, kept within ``[0.1 t, 0.5 t]``
@@ -182,8 +182,11 @@ class Armijo(RoundSearch):
     def advance(self, search, x, f, ft, gt):
         t, pending = search["t"], search["pending"]
         # A trial too short to change x is no step, and shorter ones will not be either.
+        # Nor is one that leaves f where it was: at the noise floor the sufficient-decrease
+        # bound rounds to f itself, and such steps let a solver idle until max_iter.
         moved = (_along(x, t, search["p"]) != x).any(dim=-1)
-        accept = pending & moved & (ft <= torch.addcmul(f, t, search["armijo_rate"]))
+        armijo = ft <= torch.addcmul(f, t, search["armijo_rate"])
+        accept = pending & moved & armijo & (ft < f)
         rounds = search["rounds"] + 1
         pending = pending & ~accept & moved & (rounds < self.max_trials)
         out = {
