@@ -2,8 +2,12 @@
 
 Each problem of the batch stops on its own: a boolean ``active`` mask over the
 batch decides which rows a step may change, and a per-problem status records
-why each stopped. The only host synchronization per iteration is the test
-whether any problem is still running.
+why each stopped. A method's step is one iteration of every running problem,
+or one round of iterations that end at different rounds (``State.advanced``
+says whose ended; ``nit``, the stopping tests, the callback and the history
+follow those problems). The loop itself synchronizes with the host to test
+whether any problem is still running and, for such a method, whether any
+iteration ended.
 """
 
 from __future__ import annotations
