@@ -165,11 +165,12 @@ class Armijo(RoundSearch):
         self.needs_gradient = with_gradient
 
     def begin(self, x, f, g, p, t0, rows):
+        slope = dot(g, p)
         search = {
             "p": p,
             "t": t0,
-            "armijo_rate": self.c1 * dot(g, p),
-            "slope": dot(g, p),
+            "armijo_rate": self.c1 * slope,
+            "slope": slope,
             "pending": rows,
             "rounds": torch.zeros_like(rows, dtype=torch.long),
             "ok": torch.zeros_like(rows),
