@@ -25,7 +25,7 @@ from taylorch.solve.line_search import Armijo, LineSearch
 from taylorch.solve.lsq.base import LeastSquaresSolver, Linearization, initial_scales, linearize
 from taylorch.solve.lsq.model import GaussNewtonModel
 from taylorch.solve.lsq.objective import ResidualObjective
-from taylorch.solve.methods.base import State
+from taylorch.solve.methods.base import State, where_rows
 from taylorch.solve.result import Status
 
 __all__ = ["GaussNewton"]
@@ -66,7 +66,7 @@ class GaussNewton(LeastSquaresSolver):
         ok = found.ok
         new = linearize(objective, found.x, objective.active & ok)
         memory = {
-            k: torch.where(ok.reshape(-1, *[1] * (v.ndim - 1)), v, old)
+            k: where_rows(ok, v, old)
             for (k, v), old in zip(new.memory().items(), lin.memory().values())
         }
         rows = ok[:, None]

@@ -51,7 +51,7 @@ from taylorch.solve.lsq.bounds import bounded_cauchy_step, free_variables, proje
 from taylorch.solve.lsq.model import GaussNewtonModel
 from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.lsq.operator_model import OperatorModel, operator_optimality
-from taylorch.solve.methods.base import State
+from taylorch.solve.methods.base import State, where_rows
 from taylorch.solve.objective import BudgetExhausted
 from taylorch.solve.result import Status
 
@@ -192,10 +192,7 @@ class TrustRegionLSQ(LeastSquaresSolver):
         accept = ratio >= 1e-4
 
         rows = accept[:, None]
-        memory = {
-            k: torch.where(accept.reshape(-1, *[1] * (v.ndim - 1)), v, mem[k])
-            for k, v in lin.memory().items()
-        }
+        memory = {k: where_rows(accept, v, mem[k]) for k, v in lin.memory().items()}
         if lin.rfac is not None and self.scaling:
             d = torch.where(rows, torch.maximum(d, lin.column_norms()), d)
         x_out = torch.where(rows, x_try, x)

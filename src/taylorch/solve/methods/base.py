@@ -13,7 +13,7 @@ from taylorch.linalg.norms import max_abs
 from taylorch.solve.objective import Objective
 from taylorch.solve.result import Status
 
-__all__ = ["Solver", "State", "Tolerances", "masked_update"]
+__all__ = ["Solver", "State", "Tolerances", "masked_update", "where_rows"]
 
 
 @dataclass(frozen=True)
@@ -65,23 +65,23 @@ class State:
         return State(x=x, f=f, g=g, flag=flag, memory=dict(memory))
 
 
+def where_rows(rows: Tensor, new: Tensor | None, old: Tensor | None) -> Tensor | None:
+    """``new`` on ``rows`` (the batch dimension) and ``old`` elsewhere. A buffer updated
+    in place on those rows only (``new is old``) or a missing one is kept as it is."""
+    if new is None or old is None or new is old:
+        return new
+    return torch.where(rows.reshape(rows.shape + (1,) * (new.ndim - 1)), new, old)
+
+
 def masked_update(mask: Tensor, new: State, old: State) -> State:
     """Take ``new`` on the rows where ``mask`` holds and ``old`` elsewhere."""
-
-    def pick(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-        if a is None or b is None or a is b:  # a buffer updated in place on active rows only
-            return a
-        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
-        return torch.where(m, a, b)
-
-    memory = {k: pick(v, old.memory.get(k)) for k, v in new.memory.items()}
     return replace(
         new,
-        x=pick(new.x, old.x),
-        f=pick(new.f, old.f),
-        g=pick(new.g, old.g),
-        flag=pick(new.flag, old.flag),
-        memory=memory,
+        x=where_rows(mask, new.x, old.x),
+        f=where_rows(mask, new.f, old.f),
+        g=where_rows(mask, new.g, old.g),
+        flag=where_rows(mask, new.flag, old.flag),
+        memory={k: where_rows(mask, v, old.memory.get(k)) for k, v in new.memory.items()},
     )
 
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from taylorch.linalg.norms import dot
 from taylorch.solve.line_search import LineSearch, RoundSearch, SearchResult
-from taylorch.solve.methods.base import Solver, State
+from taylorch.solve.methods.base import Solver, State, where_rows
 from taylorch.solve.objective import Objective
 from taylorch.solve.result import Status
 
@@ -128,7 +128,7 @@ class DescentMethod(Solver):
             p, t0, uphill = self._direction(objective, state, progress)
             fresh = self.line_search.begin(state.x, state.f, state.g, p, t0, starting)
             fresh["uphill"] = uphill
-            search = fresh if not search else _where(starting, fresh, search)
+            search = fresh if not search else _where_dict(starting, fresh, search)
         while True:  # one round, or (in lockstep) rounds until every search has ended
             ft, gt = self.line_search.trial(objective, state.x, search)
             search = self.line_search.advance(search, state.x, state.f, ft, gt)
@@ -178,10 +178,9 @@ class DescentMethod(Solver):
         problem, stopped ones included, stays exactly where it was, memory and all."""
         if ended is not None:
             step.ok = step.ok & ended
-            stay = ~ended
-            step.x = torch.where(stay[:, None], state.x, step.x)
-            step.f = torch.where(stay, state.f, step.f)
-            step.g = torch.where(stay[:, None], state.g, step.g)
+            step.x = where_rows(ended, step.x, state.x)
+            step.f = where_rows(ended, step.f, state.f)
+            step.g = where_rows(ended, step.g, state.g)
         new_memory = self.direction.update(objective, state, step, memory)
         restart = ~step.ok | uphill
         new_memory = self.direction.reset(new_memory, restart if ended is None else restart & ended)
@@ -190,8 +189,8 @@ class DescentMethod(Solver):
         stuck = failed | (new_progress["stalled"] >= self.patience)
         if ended is not None:
             stuck &= ended
-            new_memory = _where(ended, new_memory, memory)
-            new_progress = _where(ended, new_progress, progress)
+            new_memory = _where_dict(ended, new_memory, memory)
+            new_progress = _where_dict(ended, new_progress, progress)
         flag = torch.where(stuck, torch.full_like(state.flag, Status.NO_PROGRESS), state.flag)
         return State(
             x=step.x,
@@ -221,15 +220,6 @@ class DescentMethod(Solver):
 _PROGRESS_KEYS = ("fresh", "best_f", "gnorm", "best_gnorm", "stalled")
 
 
-def _where(rows: Tensor, new: dict[str, Tensor], old: dict[str, Tensor]) -> dict[str, Tensor]:
-    """``new`` on ``rows``, ``old`` elsewhere, entry by entry (a buffer updated in place,
-    the same tensor in both, is kept as it is)."""
-    masks = [rows, rows[:, None], rows[:, None, None]]
-
-    def pick(a: Tensor, b: Tensor) -> Tensor:
-        if a is b:
-            return a
-        mask = masks[a.ndim - 1] if a.ndim <= 3 else rows.reshape(rows.shape + (1,) * (a.ndim - 1))
-        return torch.where(mask, a, b)
-
-    return {key: pick(value, old[key]) for key, value in new.items()}
+def _where_dict(rows: Tensor, new: dict[str, Tensor], old: dict[str, Tensor]) -> dict[str, Tensor]:
+    """:func:`~taylorch.solve.methods.base.where_rows`, entry by entry."""
+    return {key: where_rows(rows, value, old[key]) for key, value in new.items()}
