@@ -345,6 +345,20 @@ def test_lazy_hessians_are_reused_and_counted_honestly():
     assert hessians <= lazy.nit / 2
 
 
+def test_arc_regularization_weight_fits_the_rejected_trial():
+    # sigma0 = 1 is ~2e5 below the curvature scale of MGH osborne1 (its exponential
+    # rates). Doubling sigma took 19 rejections before the first accepted step and the
+    # iterates then drifted to a plateau; the interpolated weight catches up in a few.
+    problem = classic_problem("osborne1")
+    res = taylorch.minimize(problem.fun, problem.x0, method="arc", gtol=1e-6)
+    assert res.success, res.message
+    # MGH's published minimum, f* = 5.46489e-5 (Moré, Garbow & Hillstrom 1981, problem 17)
+    assert res.fun == pytest.approx(5.46489469748e-5, rel=1e-8)
+    assert res.nfev < 100
+    plain = taylorch.minimize(problem.fun, problem.x0, method="arc", gtol=1e-6, gamma_max=2.0)
+    assert plain.nfev > 5 * res.nfev  # the fixed factor, as before
+
+
 def test_lanczos_arc_with_full_krylov_space_follows_eigen_arc():
     x0 = torch.tensor([-1.2, 1.0, 0.5], dtype=D)
     dense = taylorch.minimize(rosenbrock, x0, method="arc", subproblem="eigen")
@@ -415,6 +429,8 @@ def test_every_method_reaches_the_minimizer_of_random_convex_quadratics(n, log_e
         ("arc", {"subproblem": "lanczos", "hessian_reuse": 2}, "hessian_reuse"),
         ("arc", {"eta1": 0.9, "eta2": 0.1}, "eta1"),
         ("arc", {"gamma": 1.0}, "gamma"),
+        ("arc", {"gamma": 4.0, "gamma_max": 2.0}, "gamma_max"),
+        ("arc", {"gamma_max": math.inf}, "gamma_max"),
         ("arc", {"sigma0": -1.0}, "sigma0"),
         ("damped-newton", {"lipschitz": 0.0}, "lipschitz"),
     ],
