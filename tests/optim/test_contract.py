@@ -97,9 +97,11 @@ def test_lr_scheduler_scales_steps_like_sgd(case):
         assert torch.allclose(p.detach(), e, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_resume_from_checkpoint_is_bit_exact(case, dtype):
+    # bfloat16: the zeroth-order optimizers keep float32 moments, which torch's own
+    # load_state_dict would round to the parameter's dtype
     problem = ToyProblem(dtype)
     opt = case.make(two_groups(problem, case.lr))
     run(case, problem, opt, 2)
@@ -131,6 +133,7 @@ def test_state_loads_onto_parameter_device_and_dtype(case):
         for key, value in opt_meta.state[p].items():
             if isinstance(value, torch.Tensor) and key != "step":
                 assert value.device.type == "meta", key
+                assert value.dtype == opt_meta.state_dtype(p), key
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)

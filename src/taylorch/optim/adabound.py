@@ -46,6 +46,8 @@ class AdaBound(Optimizer):
         of Learning Rate", ICLR 2019.
     """
 
+    supports_complex = False
+
     def __init__(
         self,
         params: Iterable[Any],

@@ -72,14 +72,14 @@ def global_mean(loss: Tensor) -> Tensor:
 
 
 def all_finite(tensors: Sequence[Tensor]) -> bool:
-    """True when no tensor holds NaN or inf: one fused 2-norm per tensor, one host sync.
+    """True when no tensor holds NaN or inf: one fused max-norm per tensor, one host sync.
 
-    A finite tensor whose 2-norm overflows float32 (entries beyond ~1e19) also counts
-    as non-finite; such a gradient would wreck the step anyway.
+    The max-norm propagates NaN and cannot overflow (a 2-norm would, in float32, for
+    finite entries beyond ~1e19).
     """
     if not tensors:
         return True
-    norms = torch._foreach_norm(list(tensors))
+    norms = torch._foreach_norm(list(tensors), ord=math.inf)
     return bool(torch.isfinite(torch.stack([n.float().to("cpu") for n in norms])).all())
 
 
@@ -92,6 +92,48 @@ def group_by_device_dtype(*lists: list[Tensor]) -> dict[tuple, tuple[list[Tensor
         for dst, item in zip(bucket, items):
             dst.append(item)
     return buckets
+
+
+class SameRandomness:
+    """Common random numbers for the closure calls of one step.
+
+    A step that calls the closure more than once (line-search trials, the two
+    perturbed passes of a zeroth-order estimate) compares losses; with dropout or any
+    other draw from torch's global generators, each call would see a different
+    network, and the difference would measure that noise instead of the step. Made at
+    the start of a step, and told before every call, this rewinds the generators (CPU,
+    and CUDA on the parameters' devices) so that every call draws the same numbers;
+    :meth:`finish` then leaves them as after one call, so the training run's stream
+    moves on exactly as with a one-call optimizer.
+    """
+
+    def __init__(self, params: Iterable[Tensor]) -> None:
+        self._cuda = sorted({p.device for p in params if p.device.type == "cuda"}, key=str)
+        self._start = self._state()
+        self._after_first: tuple | None = None
+        self._calls = 0
+
+    def _state(self) -> tuple:
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self._cuda]
+
+    def _set(self, state: tuple) -> None:
+        cpu, cuda = state
+        torch.set_rng_state(cpu)
+        for device, s in zip(self._cuda, cuda):
+            torch.cuda.set_rng_state(s, device)
+
+    def before_call(self) -> None:
+        """Before every closure call of the step: from the second on, rewind."""
+        if self._calls > 0:
+            if self._after_first is None:
+                self._after_first = self._state()
+            self._set(self._start)
+        self._calls += 1
+
+    def finish(self) -> None:
+        """After the last call: the generators as the first call left them."""
+        if self._after_first is not None:
+            self._set(self._after_first)
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -114,6 +156,48 @@ class Optimizer(torch.optim.Optimizer):
         self.nonfinite = nonfinite
         self.skipped_steps = 0
         super().__init__(params, defaults)
+
+    #: whether the update rule is defined for complex parameters
+    supports_complex = True
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if not self.supports_complex:
+            for p in self.param_groups[-1]["params"]:
+                if p.is_complex():
+                    raise ValueError(
+                        f"{type(self).__name__} does not support complex parameters (got one "
+                        f"of shape {tuple(p.shape)}); optimize torch.view_as_real of it instead"
+                    )
+
+    def state_dtype(self, p: Tensor) -> torch.dtype:
+        """The dtype of ``p``'s floating state (its own unless a subclass keeps it wider)."""
+        return p.dtype
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.load_state_dict``, with floating state in :meth:`state_dtype`.
+
+        torch casts floating state to its parameter's dtype. State that an optimizer
+        keeps wider (the float32 moments of bfloat16 weights in the zeroth-order
+        optimizers) would be rounded, and a resumed run would no longer match one that
+        was never interrupted. Such tensors are set aside, the rest is loaded by torch,
+        and they are cast once, from the saved values, and put on the parameter's device.
+        """
+        kept: dict[tuple[int, int, str], Tensor] = {}
+        state = {}
+        for gi, group in enumerate(state_dict["param_groups"]):
+            for pi, pid in enumerate(group["params"]):
+                if pid not in state_dict["state"]:
+                    continue
+                entries = dict(state_dict["state"][pid])
+                for key, value in list(entries.items()):
+                    if key != "step" and isinstance(value, Tensor) and value.is_floating_point():
+                        kept[gi, pi, key] = entries.pop(key)
+                state[pid] = entries
+        super().load_state_dict({**state_dict, "state": state})
+        for (gi, pi, key), value in kept.items():
+            p = self.param_groups[gi]["params"][pi]
+            self.state[p][key] = value.to(device=p.device, dtype=self.state_dtype(p), copy=True)
 
     def _params_with_grad(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         params, grads = [], []

@@ -12,6 +12,7 @@ from taylorch.optim.base import (
     Closure,
     NonFinite,
     Optimizer,
+    SameRandomness,
     check_int,
     check_positive,
     group_by_device_dtype,
@@ -33,8 +34,14 @@ class SLS(Optimizer):
             tau <- beta * tau
         x <- x - tau lr g
 
-    A trial whose loss is not finite counts as failed. When every trial fails the last
-    (smallest) step is taken. LR schedulers scale the cap ``lr``.
+    A trial whose loss is not finite counts as failed. When every trial fails, ``x``
+    stays (and ``tau`` keeps its last, smallest value). A trial whose required decrease
+    ``c tau lr ||g||^2`` is below the rounding of the loss passes when the loss did not
+    go up: Armijo cannot be decided there, and failing would shrink ``tau`` for ever.
+    Every trial sees the random numbers (dropout masks) of the first pass (see
+    :class:`~taylorch.optim.base.SameRandomness`); forward passes update BatchNorm's
+    running statistics at every trial. After the step, ``p.grad`` is the gradient at
+    the starting point. LR schedulers scale the cap ``lr``.
 
     Cost per step: one forward and backward pass plus one forward pass per trial
     (usually one or two). Memory: one copy of the parameters during the step (the
@@ -79,9 +86,16 @@ class SLS(Optimizer):
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = self._require_closure(closure)
+        rng = SameRandomness(p for group in self.param_groups for p in group["params"])
+        rng.before_call()
         loss = self._evaluate(closure, grad=True)
         work = [w for w in self._all_params_with_grad() if w[1]]
-        if not self._loss_ok(loss) or not self._grads_ok([g for _, _, gs in work for g in gs]):
+        if (
+            not work
+            or not self._loss_ok(loss)
+            or not self._grads_ok([g for _, _, gs in work for g in gs])
+        ):
+            rng.finish()
             return loss
         grad_sq = [
             float(torch.stack(torch._foreach_norm(gs)).double().square().sum()) for _, _, gs in work
@@ -92,18 +106,35 @@ class SLS(Optimizer):
                 1.0, group["tau"] * group["gamma"] ** (1 / group["n_batches_per_epoch"])
             )
         f0 = float(loss)
+        # A decrease this small cannot be told from rounding of the loss: no evidence
+        # against the step, which is then taken if the loss did not go up.
+        resolution = torch.finfo(loss.dtype).eps * abs(f0)
         trials = max(g["max_backtracks"] for g, _, _ in work)
-        for attempt in range(trials):
-            decrease = 0.0
-            for (group, params, grads), x0, gsq in zip(work, starts, grad_sq):
-                eta = group["tau"] * group["lr"]
-                decrease += eta * gsq * group["c"]
-                for ps, xs, gs in group_by_device_dtype(params, x0, grads).values():
-                    torch._foreach_copy_(ps, xs)
-                    torch._foreach_add_(ps, gs, alpha=-eta)
-            trial = float(self._evaluate(closure, grad=False))
-            if trial <= f0 - decrease or attempt == trials - 1:  # False for NaN
-                break
-            for group, _, _ in work:
-                group["tau"] *= group["beta"]
+        for _, params, _ in work:  # the trials' closures must not zero or overwrite g
+            for p in params:
+                p.grad = None
+        accepted = False
+        try:
+            for _ in range(trials):
+                decrease = 0.0
+                for (group, params, grads), x0, gsq in zip(work, starts, grad_sq):
+                    eta = group["tau"] * group["lr"]
+                    decrease += eta * gsq * group["c"]
+                    for ps, xs, gs in group_by_device_dtype(params, x0, grads).values():
+                        torch._foreach_copy_(ps, xs)
+                        torch._foreach_add_(ps, gs, alpha=-eta)
+                rng.before_call()
+                trial = float(self._evaluate(closure, grad=False))
+                accepted = trial <= f0 - decrease or (decrease <= resolution and trial <= f0)
+                if accepted:  # False for NaN
+                    break
+                for group, _, _ in work:
+                    group["tau"] *= group["beta"]
+        finally:
+            rng.finish()
+            for (_, params, grads), x0 in zip(work, starts):
+                if not accepted:
+                    torch._foreach_copy_(params, x0)
+                for p, g in zip(params, grads):
+                    p.grad = g
         return loss

@@ -8,7 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from taylorch.optim.base import Closure, NonFinite, Optimizer, check_positive
+from taylorch.optim.base import (
+    Closure,
+    NonFinite,
+    Optimizer,
+    SameRandomness,
+    all_finite,
+    check_positive,
+)
 
 __all__ = ["SMB"]
 
@@ -50,6 +57,8 @@ class SMB(Optimizer):
             g_t = gradient at x + s;  y = g_t - g
             x <- x + c_s s + c_g g + c_y y   with (c_s, c_g, c_y) from
                  <s,s>, <y,y>, <g,g>, <y,s>, <y,g>, <s,g> of that tensor
+                 (in float64; a tensor whose model is degenerate in floating point,
+                 with non-finite coefficients, stays at x)
 
     Each parameter tensor (a "group" in the paper's terms: one layer's weight or bias)
     gets its own model, hence its own step length and a direction that mixes ``s``,
@@ -57,13 +66,19 @@ class SMB(Optimizer):
     the groups.
 
     Cost per step: one forward+backward and one forward pass; when the model is built,
-    one more forward+backward (the trial point's gradient). Memory: two copies of the
-    gradient during a step (``g`` kept while ``g_t`` is computed), no state between steps.
+    one more forward+backward (the trial point's gradient). Memory during a step: a copy
+    of the parameters (the start, restored exactly when the policy for a non-finite
+    trial gradient or model step applies) and of the gradient (``g`` kept while ``g_t``
+    is computed); no state between steps. The trial passes see the random numbers
+    (dropout masks) of the first (:class:`~taylorch.optim.base.SameRandomness`), and
+    update BatchNorm's running statistics like any forward pass.
 
     References:
         S. I. Birbil, Ö. Martin, G. Onay, F. Öztoprak, "Bolstering Stochastic Gradient
         Descent with Model Building", TOP 32 (2024); arXiv:2111.07058.
     """
+
+    supports_complex = False
 
     def __init__(
         self,
@@ -83,16 +98,29 @@ class SMB(Optimizer):
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = self._require_closure(closure)
+        rng = SameRandomness(p for group in self.param_groups for p in group["params"])
+        try:
+            return self._step(closure, rng)
+        finally:
+            rng.finish()
+
+    def _step(self, closure: Closure, rng: SameRandomness) -> Tensor:
+        rng.before_call()
         loss = self._evaluate(closure, grad=True)
         work = [w for w in self._all_params_with_grad() if w[1]]
-        if not self._loss_ok(loss) or not self._grads_ok([g for _, _, gs in work for g in gs]):
+        if (
+            not work
+            or not self._loss_ok(loss)
+            or not self._grads_ok([g for _, _, gs in work for g in gs])
+        ):
             return loss
         params = [p for _, ps, _ in work for p in ps]
         grads = [g.clone() for _, _, gs in work for g in gs]
         lrs = [group["lr"] for group, ps, _ in work for _ in ps]
         etas = [group["eta"] for group, ps, _ in work for _ in ps]
-        steps = torch._foreach_mul(grads, [-lr for lr in lrs])
-        torch._foreach_add_(params, steps)
+        starts = [p.clone() for p in params]
+        for p, g, lr in zip(params, grads, lrs):  # the SGD trial x + s, s = -lr g
+            p.add_(g, alpha=-lr)
         norms = torch._foreach_norm(grads)
         decrease = sum(
             group["c"]
@@ -100,29 +128,46 @@ class SMB(Optimizer):
             * float(torch.stack(norms[i : i + len(ps)]).double().square().sum())
             for i, (group, ps, _) in zip(_offsets(work), work)
         )
+        rng.before_call()
         trial = float(self._evaluate(closure, grad=False))
         if trial <= float(loss) - decrease or decrease == 0.0:
             return loss
-        self.model_steps += 1
+        rng.before_call()
         self._evaluate(closure, grad=True)
-        y = torch._foreach_sub([p.grad for p in params], grads)
+        trial_grads = [p.grad for p in params]
+        if any(g is None for g in trial_grads) or not all_finite(trial_grads):
+            torch._foreach_copy_(params, starts)
+            self._reject("gradient at the trial point")
+            return loss
+        y = torch._foreach_sub(trial_grads, grads)
+        # Inner products in float64: in float32 they overflow long before the vectors do.
         dots = torch.stack(
             [
-                torch.stack(
-                    [(a * b).sum() for a, b in ((s, s), (v, v), (g, g), (v, s), (v, g), (s, g))]
-                )
-                for s, v, g in zip(steps, y, grads)
+                torch.stack([_dot(a, b) for a, b in ((g, g), (v, v), (v, g))])
+                for v, g in zip(y, grads)
             ]
-        ).double()
+        )
+        gg, yy, yg = dots.unbind(1)
+        lr = torch.tensor(lrs, dtype=torch.float64, device=dots.device)
         eta = torch.tensor(etas, dtype=torch.float64, device=dots.device)
-        c_s, c_g, c_y = model_step_coefficients(*dots.unbind(1), eta)
-        # x = (x0 + s) - s + c_s s + c_g g + c_y y
-        torch._foreach_mul_(steps, (c_s - 1.0).tolist())
-        torch._foreach_mul_(grads, c_g.tolist())
+        # s = -lr g: <s,s> = lr^2 <g,g>, <y,s> = -lr <y,g>, <s,g> = -lr <g,g>
+        c_s, c_g, c_y = model_step_coefficients(lr * lr * gg, yy, gg, -lr * yg, yg, -lr * gg, eta)
+        along_g = c_g - lr * c_s  # x = x0 + c_s s + c_g g + c_y y
+        # A model degenerate in floating point (theta = 0): that tensor stays at x0.
+        usable = torch.isfinite(along_g) & torch.isfinite(c_y)
+        along_g = torch.where(usable, along_g, 0.0)
+        c_y = torch.where(usable, c_y, 0.0)
+        torch._foreach_copy_(params, starts)
+        torch._foreach_mul_(grads, along_g.tolist())
         torch._foreach_mul_(y, c_y.tolist())
-        for update in (steps, grads, y):
-            torch._foreach_add_(params, update)
+        torch._foreach_add_(params, grads)
+        torch._foreach_add_(params, y)
+        self.model_steps += 1
         return loss
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return torch.dot(a.reshape(-1).double(), b.reshape(-1).double())
 
 
 def _offsets(work: list) -> list[int]:

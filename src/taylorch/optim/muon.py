@@ -93,6 +93,8 @@ class Muon(Optimizer):
         N. Amsel et al., "The Polar Express", arXiv:2505.16932, 2025.
     """
 
+    supports_complex = False
+
     def __init__(
         self,
         params: Iterable[Any],

@@ -8,6 +8,15 @@ A step estimates the gradient along random directions ``u`` from loss difference
         c_q = (f+ - f-) / (2 eps)
     g_hat = (1 / n_queries) sum_q c_q u_q    ->   the optimizer's update rule
 
+Every forward pass of a step draws the same numbers from torch's global generators
+(dropout masks: see :class:`~taylorch.optim.base.SameRandomness`), so ``f+ - f-``
+compares one network at two points. What a forward pass updates in place is updated
+at every pass, ``2 n_queries`` times per step: BatchNorm's running statistics (call
+``.eval()`` on such modules, or accept statistics of perturbed weights). Losses of
+several closures (micro-batches) are averaged with equal weights. Parameters that
+do not affect the loss still move, by the random part of the estimate: freeze them
+(``requires_grad=False``).
+
 ``u`` is never stored: it is regenerated, chunk by chunk, from a seed derived from
 ``(seed, step, query, parameter, chunk)``, into work buffers of ``chunk_size``
 elements. The buffers are allocated once, at construction, before any forward pass:
@@ -44,6 +53,7 @@ from taylorch.optim.base import (
     Closure,
     NonFinite,
     Optimizer,
+    SameRandomness,
     check_betas,
     check_int,
     check_positive,
@@ -179,6 +189,7 @@ class _ZerothOrder(Optimizer):
     compute-dtype work buffers their update uses in ``update_buffers``.
     """
 
+    supports_complex = False
     #: number of standard normal draws per element a direction consumes
     draws = 1
     #: compute-dtype work buffers the update uses, allocated with the others up front
@@ -340,10 +351,13 @@ class _ZerothOrder(Optimizer):
             chunk.copy_(work.copy_(chunk).sub_(step, alpha=sign))
             self._log(chunk.device).apply((index, start), chunk)
 
-    def _loss_at(self, closures: Sequence[Closure], sign: float, query: int) -> float:
+    def _loss_at(
+        self, closures: Sequence[Closure], sign: float, query: int, rng: SameRandomness
+    ) -> float:
         """The mean closure loss at ``x + sign eps u_q``; the parameters end exact."""
         self._perturb(sign, query)
         try:
+            rng.before_call()
             return sum(float(self._evaluate(c, grad=False)) for c in closures) / len(closures)
         finally:
             self._restore(sign, query)
@@ -362,15 +376,19 @@ class _ZerothOrder(Optimizer):
         if any(g["eps"] != eps or g["n_queries"] != n for g in self.param_groups):
             raise ValueError("eps and n_queries must be the same in every param group")
         coeffs, first = [], None
-        for q in range(n):
-            f_plus = self._loss_at(closures, 1.0, q)
-            f_minus = self._loss_at(closures, -1.0, q)
-            if first is None:
-                first = (f_plus + f_minus) / 2
-            if not (math.isfinite(f_plus) and math.isfinite(f_minus)):
-                self._reject("loss")
-                return torch.tensor(float("nan"))
-            coeffs.append((f_plus - f_minus) / (2 * eps))
+        rng = SameRandomness(self._trainable())
+        try:
+            for q in range(n):
+                f_plus = self._loss_at(closures, 1.0, q, rng)
+                f_minus = self._loss_at(closures, -1.0, q, rng)
+                if first is None:
+                    first = (f_plus + f_minus) / 2
+                if not (math.isfinite(f_plus) and math.isfinite(f_minus)):
+                    self._reject("loss")
+                    return torch.tensor(float("nan"))
+                coeffs.append((f_plus - f_minus) / (2 * eps))
+        finally:
+            rng.finish()
         self.last_projected_grads = coeffs
         for group, index, p, chunk, start in self._chunks():
             x = self._buffer("work", chunk.numel(), _compute_dtype(chunk.dtype), chunk.device)
@@ -391,10 +409,13 @@ class _ZerothOrder(Optimizer):
                 if p.requires_grad:
                     self._reserve(p)
 
+    def state_dtype(self, p: Tensor) -> torch.dtype:
+        return _compute_dtype(p.dtype)
+
     def _state_chunk(self, p: Tensor, name: str, start: int, size: int) -> Tensor:
         state = self.state[p]
         if name not in state:
-            state[name] = torch.zeros_like(p, dtype=_compute_dtype(p.dtype))
+            state[name] = torch.zeros_like(p, dtype=self.state_dtype(p))
         return state[name].view(-1)[start : start + size]
 
     def _estimate(self, x: Tensor, p: Tensor, start: int, group, queries) -> Tensor:
