@@ -235,3 +235,22 @@ def test_complex_parameters_are_trained_or_rejected_by_name(case):
         opt.step(closure)
     assert float(closure().detach()) < 0.9 * first
     assert z.imag.abs().max() > 0  # the imaginary part is trained too
+
+
+@pytest.mark.parametrize("cls", [optim.SPS, optim.PolyakMomentum])
+def test_polyak_warns_once_when_the_loss_is_below_f_star(cls):
+    mu = nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    opt = cls([mu], f_star=0.0)
+
+    def closure():  # a Gaussian negative log-likelihood: negative near its minimum
+        opt.zero_grad()
+        loss = 0.5 * (mu - 2.5).square().sum() - 1.0
+        if torch.is_grad_enabled():
+            loss.backward()
+        return loss
+
+    with pytest.warns(UserWarning, match="below f_star") as record:
+        opt.step(closure)
+        opt.step(closure)
+    assert len(record) == 1
+    assert float(mu.detach()) == 2.0  # the Polyak step is 0 there

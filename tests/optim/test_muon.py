@@ -145,3 +145,52 @@ def test_bfloat16_orthogonalization_is_close_to_the_polar_factor(method):
     exact = svd_polar(grads["weight"].double()).float()
     cos = (step * exact).sum() / (step.norm() * exact.norm())
     assert cos > 0.9  # the same direction, roughly orthogonalized (5 steps, bfloat16)
+
+
+class HeadFirstTiedLM(nn.Module):
+    """The head is registered before the body, and tied to the embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(8, 11, bias=False)
+        self.embed = nn.Embedding(11, 8)
+        self.head.weight = self.embed.weight
+        self.body = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8))
+
+    def forward(self, tokens):
+        return self.head(self.body(self.embed(tokens)))
+
+
+def test_a_tied_head_is_found_and_stepped_once_by_adamw():
+    model = HeadFirstTiedLM()
+    groups = muon_param_groups(model)
+    assert [id(p) for p in groups[1]["params"]] == [id(model.embed.weight)]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    opt = Muon(groups, lr=0.01)
+    tokens = torch.randint(0, 11, (4, 6))
+    nn.functional.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()).backward()
+    opt.step()
+    assert opt.state[model.embed.weight]["step"] == 1
+    # the body's last linear is a hidden layer: Muon
+    assert set(opt.state[model.body[2].weight]) == {"momentum_buffer"}
+
+
+def test_an_explicit_head_overrides_the_guess():
+    model = TinyLM()
+    groups = muon_param_groups(model, adamw_embeddings=False, head=model.mix)
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.mix.parameters()}
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_empty_and_zero_dim_parameters_are_stepped_without_error():
+    empty_rows, empty_cols = nn.Linear(16, 0), nn.Linear(0, 16)
+    conv = nn.Parameter(torch.zeros(0, 3, 3, 3))
+    scalar = nn.Parameter(torch.tensor(2.0))
+    params = [*empty_rows.parameters(), *empty_cols.parameters(), conv]
+    opt = Muon([{"params": params}, {"params": [scalar], "use_muon": True}], lr=0.1)
+    for p in [*params, scalar]:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    # the 0-d parameter cannot be a matrix: it takes the AdamW rule (first step: -lr sign g)
+    assert float(scalar.detach()) == pytest.approx(2.0 - 0.1, rel=1e-6)

@@ -77,9 +77,10 @@ def all_finite(tensors: Sequence[Tensor]) -> bool:
     The max-norm propagates NaN and cannot overflow (a 2-norm would, in float32, for
     finite entries beyond ~1e19).
     """
+    tensors = [t for t in tensors if t.numel() > 0]
     if not tensors:
         return True
-    norms = torch._foreach_norm(list(tensors), ord=math.inf)
+    norms = torch._foreach_norm(tensors, ord=math.inf)
     return bool(torch.isfinite(torch.stack([n.float().to("cpu") for n in norms])).all())
 
 

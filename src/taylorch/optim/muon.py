@@ -146,7 +146,7 @@ class Muon(Optimizer):
     @staticmethod
     def _is_muon(group: dict[str, Any], p: Tensor) -> bool:
         use = group["use_muon"]
-        return p.ndim >= 2 if use is None else bool(use)
+        return p.ndim >= 2 if use is None else bool(use) and p.ndim >= 1
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor | None:
@@ -158,8 +158,9 @@ class Muon(Optimizer):
         if not self._grads_ok([g for _, _, grads in work for g in grads]):
             return loss
         for group, params, grads in work:
-            muon = [i for i, p in enumerate(params) if self._is_muon(group, p)]
-            rest = [i for i in range(len(params)) if not self._is_muon(group, params[i])]
+            nonempty = [i for i, p in enumerate(params) if p.numel() > 0]
+            muon = [i for i in nonempty if self._is_muon(group, params[i])]
+            rest = [i for i in nonempty if not self._is_muon(group, params[i])]
             if muon:
                 self._muon_update(group, [params[i] for i in muon], [grads[i] for i in muon])
             if rest:
@@ -219,26 +220,35 @@ class Muon(Optimizer):
 
 
 def muon_param_groups(
-    model: nn.Module, adamw_embeddings: bool = True, adamw_head: bool = True
+    model: nn.Module,
+    adamw_embeddings: bool = True,
+    adamw_head: bool = True,
+    head: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """Param groups for :class:`Muon` with embeddings and the output head on AdamW.
 
-    Embeddings are the parameters of ``nn.Embedding``/``nn.EmbeddingBag`` modules; the
-    head is the last ``nn.Linear`` in ``model.modules()`` order. Everything else keeps
-    the default routing (matrices by Muon, vectors by AdamW).
+    Embeddings are the parameters of ``nn.Embedding``/``nn.EmbeddingBag`` modules. The
+    head is ``head`` if given, else an ``nn.Linear`` whose weight is an embedding's
+    (weight tying), else the last ``nn.Linear`` registered (``model.modules()`` order:
+    pass ``head`` where the model defines it before its body). A parameter shared by
+    several modules is listed once. Everything else keeps the default routing
+    (matrices by Muon, vectors by AdamW).
     """
-    adamw: list[Tensor] = []
+    adamw: dict[int, Tensor] = {}
+    embeddings = [m for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
     if adamw_embeddings:
-        for m in model.modules():
-            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
-                adamw.extend(m.parameters(recurse=False))
+        for m in embeddings:
+            adamw.update((id(p), p) for p in m.parameters(recurse=False))
     if adamw_head:
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if linears:
-            adamw.extend(linears[-1].parameters(recurse=False))
-    chosen = {id(p) for p in adamw}
-    rest = [p for p in model.parameters() if id(p) not in chosen]
+        if head is None:
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            tied = {id(m.weight) for m in embeddings}
+            head = next((m for m in linears if id(m.weight) in tied), None)
+            head = head if head is not None else (linears[-1] if linears else None)
+        if head is not None:
+            adamw.update((id(p), p) for p in head.parameters(recurse=False))
+    rest = [p for p in model.parameters() if id(p) not in adamw]
     groups: list[dict[str, Any]] = [{"params": rest}]
     if adamw:
-        groups.append({"params": adamw, "use_muon": False})
+        groups.append({"params": list(adamw.values()), "use_muon": False})
     return groups

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,7 +36,8 @@ class SPS(Optimizer):
     ``gamma_b``). ``momentum > 0`` is the Polyak step for the moving-average
     (heavy-ball) direction, ALR-SMAG of Wang, Johansson & Zhang (2023), where
     ``c = 1`` is the usual choice (see :class:`PolyakMomentum`). ``f_star`` is a lower
-    bound of the batch loss (0 for non-negative losses that can interpolate).
+    bound of the batch loss (0 for non-negative losses that can interpolate); a loss
+    below it gives a zero step, and a warning the first time.
 
     Cost per step: one forward and one backward pass (the closure), ~4 elementwise
     passes and one host sync (the step size). Memory: one buffer per parameter when
@@ -67,6 +69,7 @@ class SPS(Optimizer):
         defaults = dict(lr=lr, c=c, f_star=f_star, momentum=momentum, weight_decay=weight_decay)
         super().__init__(params, defaults, nonfinite)
         self.last_step_size: list[float] = []
+        self._warned_below_f_star = False
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor | None:  # type: ignore[override]
@@ -94,7 +97,16 @@ class SPS(Optimizer):
         for (group, params, _), ds in zip(work, directions):
             if not params:
                 continue
-            gap = max(float(loss) - group["f_star"], 0.0)
+            gap = float(loss) - group["f_star"]
+            if gap < 0.0 and not self._warned_below_f_star:
+                self._warned_below_f_star = True
+                warnings.warn(
+                    f"{type(self).__name__}: the loss {float(loss):.6g} is below f_star = "
+                    f"{group['f_star']:.6g}, so the Polyak step is 0; f_star must be a lower "
+                    "bound of every batch loss",
+                    stacklevel=2,
+                )
+            gap = max(gap, 0.0)
             polyak = gap / (group["c"] * norm_sq) if norm_sq > 0.0 else 0.0
             gamma = min(group["lr"], polyak)
             self.last_step_size.append(gamma)
