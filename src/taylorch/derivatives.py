@@ -61,6 +61,8 @@ def check_point(x: Tensor, batched: bool, name: str = "x") -> None:
         raise ValueError(
             f"{name} must have shape {shape} (batched={batched}), got {tuple(x.shape)}"
         )
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one variable, got shape {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite; it contains NaN or inf")
 
@@ -75,6 +77,8 @@ def check_scalar_output(fx: Tensor, x: Tensor, batched: bool, name: str = "fun")
         raise ValueError(
             f"{name} must return {what} for x of shape {tuple(x.shape)}, got {tuple(fx.shape)}"
         )
+    if fx.dtype != x.dtype:
+        raise ValueError(f"{name} must return the dtype of x ({x.dtype}), got {fx.dtype}")
 
 
 def check_vector_output(fx: Tensor, x: Tensor, batched: bool, name: str = "fun") -> None:
@@ -87,6 +91,27 @@ def check_vector_output(fx: Tensor, x: Tensor, batched: bool, name: str = "fun")
         raise ValueError(
             f"{name} must return {what} for x of shape {tuple(x.shape)}, got {tuple(fx.shape)}"
         )
+
+
+def check_differentiable(fx: Tensor, name: str = "fun") -> None:
+    """Raise unless ``fx``, computed from an ``x`` that requires grad, has a graph to it.
+
+    Without one every derivative would read as zero, and a solver would report a
+    stationary point wherever it started.
+    """
+    if fx.requires_grad:
+        return
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"cannot differentiate {name} inside torch.inference_mode(); call the solver "
+            "outside it (torch.no_grad() around the call is fine)"
+        )
+    raise ValueError(
+        f"{name}'s output has no autograd graph to x: it was computed outside torch "
+        "(numpy, .item(), .detach()) or does not depend on x. Derivative-based methods "
+        "need a differentiable torch function; order-0 methods (nelder-mead, zo-gd) "
+        "need only values"
+    )
 
 
 def _summed(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
@@ -105,10 +130,8 @@ def value_and_grad(
         xr = x.detach().requires_grad_(True)
         fx = f(xr, *args)
         check_scalar_output(fx, x, batched)
-        if fx.requires_grad:
-            (g,) = torch.autograd.grad(fx.sum(), xr)
-        else:  # f does not depend on x
-            g = torch.zeros_like(x)
+        check_differentiable(fx)
+        (g,) = torch.autograd.grad(fx.sum(), xr)
     return fx.detach(), g
 
 
@@ -171,6 +194,7 @@ def hvp_operator(
         xr = x.detach().requires_grad_(True)
         fx = f(xr)
         check_scalar_output(fx, x, batched)
+        check_differentiable(fx)
         (g,) = torch.autograd.grad(fx.sum(), xr, create_graph=True)
 
     def matvec(v: Tensor) -> Tensor:
@@ -242,9 +266,7 @@ def value_grad_hessian(
         xr = x.detach().requires_grad_(True)
         out = f(xr, *args)
         check_scalar_output(out, x, batched)
-        if not out.requires_grad:  # f does not depend on x
-            zeros = torch.zeros_like(x)
-            return out.detach(), zeros, torch.zeros(*x.shape, x.shape[-1], dtype=x.dtype)
+        check_differentiable(out)
         (g,) = torch.autograd.grad(out.sum(), xr, create_graph=True)
     return out.detach(), g.detach(), hessian_from_gradient(g, xr)
 
@@ -310,10 +332,10 @@ def jacobian(
 
 def linearization(
     f: Callable[[Tensor], Tensor], x: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x, f(x), s, J^T s)`` from one call of a vector function: its output and one
     backward pass with a free seed ``s`` (zeros), built to be differentiated in ``s``
-    and in ``x``. The last entry is ``None`` where ``f`` does not depend on ``x``.
+    and in ``x`` (see :func:`check_differentiable` for an output without a graph).
 
     ``J^T s`` is linear in ``s``, so its derivative along ``w`` is ``J w``: the
     double-vjp trick, which gives Jacobian-vector products from autograd's
@@ -321,14 +343,13 @@ def linearization(
     """
     xr = x.detach().requires_grad_(True)
     out = f(xr)
+    check_differentiable(out, "the function")
     seed = torch.zeros_like(out, requires_grad=True)
-    if not out.requires_grad:
-        return xr, out, seed, None
     (pulled,) = torch.autograd.grad(out, xr, seed, create_graph=True)
     return xr, out, seed, pulled
 
 
-def jacobian_columns(x: Tensor, out: Tensor, seed: Tensor, pulled: Tensor | None) -> Tensor:
+def jacobian_columns(x: Tensor, out: Tensor, seed: Tensor, pulled: Tensor) -> Tensor:
     """The Jacobian ``(..., m, n)`` from a :func:`linearization`, column by column.
 
     Each column ``J e_i`` is one backward pass through ``J^T s``; the ``n`` of them
@@ -338,8 +359,6 @@ def jacobian_columns(x: Tensor, out: Tensor, seed: Tensor, pulled: Tensor | None
     10,000 stacked 50 x 3 ones. Call with gradients enabled.
     """
     n = x.shape[-1]
-    if pulled is None:
-        return out.new_zeros(*out.shape, n)
 
     def column(e: Tensor) -> Tensor:
         return torch.autograd.grad(pulled, seed, e, retain_graph=True)[0]

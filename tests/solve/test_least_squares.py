@@ -462,3 +462,12 @@ def test_an_affine_residual_has_its_matrix_as_jacobian_and_no_second_derivative(
     assert torch.equal(rvv, torch.zeros(1, 5, dtype=torch.float64))
     _, _, jacobian = objective.residual_and_jacobian(x, raw=True)
     torch.testing.assert_close(jacobian[0], a, rtol=0, atol=0)
+
+
+def test_inference_mode_is_an_error_not_a_zero_jacobian():
+    x0 = torch.zeros(3, dtype=torch.float64)
+    for method in ("lm", "gauss-newton", "dogleg"):
+        with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+            taylorch.least_squares(lambda x: x - 1, x0, method=method)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        taylorch.root(lambda x: x - 1, x0)

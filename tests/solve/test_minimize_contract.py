@@ -294,6 +294,12 @@ def test_quiet_by_default(capsys):
         ({"max_time": -1}, ValueError, "max_time must be > 0"),
         ({"method": "bfgs", "no_such_option": 1}, TypeError, "invalid options for method 'bfgs'"),
         ({"args": [1]}, TypeError, "args must be a tuple"),
+        ({"x0": torch.ones(0, dtype=torch.float64)}, ValueError, "x0 must have at least one"),
+        (
+            {"fun": lambda x: (x.double() ** 2).sum(), "x0": torch.ones(2)},
+            ValueError,
+            r"fun must return the dtype of x \(torch.float32\), got torch.float64",
+        ),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, error, match):
@@ -317,3 +323,16 @@ def test_result_reads_like_scipy():
         assert res[key] is getattr(res, key)
     assert "Result(" in repr(res)
     assert res.wall_time > 0
+
+
+@pytest.mark.parametrize("name", WITH_GRADIENT)
+def test_a_function_without_a_graph_is_an_error_not_a_stationary_point(name):
+    # Without a graph every gradient reads as zero: the solve used to report CONVERGED at x0.
+    def outside_torch(x):  # numpy, as a user might wrap existing code
+        return torch.tensor(float((x.detach().numpy() ** 2).sum()), dtype=x.dtype)
+
+    x0 = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="no autograd graph to x"):
+        taylorch.minimize(outside_torch, x0, method=name, **options(name))
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        taylorch.minimize(lambda x: (x**2).sum(), x0, method=name, **options(name))

@@ -204,6 +204,26 @@ def test_gd_rejects_an_unknown_initial_step():
 # -- polyak --------------------------------------------------------------------------------
 
 
+def test_polyak_halves_a_step_that_leaves_the_domain():
+    # sum_i c_i x_i - log x_i - log(1 - x_i): NaN outside (0, 1)^n. Per coordinate the
+    # minimizer solves c x^2 - (c + 2) x + 1 = 0 in (0, 1) (1/2 where c = 0).
+    c = torch.linspace(-50, 50, 20, dtype=torch.float64)
+
+    def barrier(x):
+        return (c * x).sum() - torch.log(x).sum() - torch.log1p(-x).sum()
+
+    safe_c = torch.where(c == 0, 1.0, c)
+    root = ((c + 2) - torch.sqrt((c + 2) ** 2 - 4 * c)) / (2 * safe_c)
+    x_star = torch.where(c == 0, 0.5, root)
+    f_star = float(barrier(x_star))
+    x0 = torch.full((20,), 0.5, dtype=torch.float64)
+    res = taylorch.minimize(barrier, x0, method="polyak", f_star=f_star, gtol=1e-5)
+    # the first step leaves the box (it stopped there, at x0, before); then gtol or the
+    # value f* itself (to its rounding) ends the solve
+    assert res.nit > 10 and res.fun == pytest.approx(f_star, rel=1e-10), res.message
+    torch.testing.assert_close(res.x, x_star, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-5), (torch.float32, 1e-3)])
 def test_polyak_reaches_minimizer_of_quadratic_with_known_optimal_value(dtype, atol):
     a, b, x_star = spd_quadratic(5, seed=7, dtype=dtype)

@@ -171,10 +171,8 @@ class Objective:
         with torch.enable_grad():
             xr = x.detach().requires_grad_(True)
             f = self.fun(xr)
-            if f.requires_grad:
-                (g,) = torch.autograd.grad(f.sum(), xr, create_graph=True)
-            else:  # f does not depend on x
-                g = torch.zeros_like(xr)
+            derivatives.check_differentiable(f)
+            (g,) = torch.autograd.grad(f.sum(), xr, create_graph=True)
         graph = _Graph(point=x.detach().clone(), x=xr, f=f.detach(), g=g)
         self._graphs = [graph, *self._graphs][:_KEPT_GRAPHS]
         return graph

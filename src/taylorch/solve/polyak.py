@@ -24,11 +24,17 @@ from taylorch.solve.objective import Objective
 __all__ = ["PolyakStep"]
 
 
+#: halvings of a step that left the domain of ``f`` before it is given up (2^-50 ~ 1e-15)
+_HALVINGS = 50
+
+
 class PolyakStep(LineSearch):
     """Take ``t = scale (f - f*) / -<g, p>``; accept it when the new value is finite.
 
     No step is taken (``ok`` false) where ``f <= f*`` or ``p`` is not a descent
-    direction. One value and gradient per step; the trial ``t0`` is not used.
+    direction. A step to a non-finite value (outside ``f``'s domain, e.g. of a
+    barrier) is halved until the value is finite, one evaluation per halving.
+    One value and gradient per step otherwise; the trial ``t0`` is not used.
 
     Args:
         f_star: the optimal value, a number or a ``(B,)``
@@ -66,6 +72,17 @@ class PolyakStep(LineSearch):
         t = torch.where(movable, self.scale * gap / -slope, torch.zeros_like(f))
         xt = x + t[:, None] * p
         ft, gt = objective.value_and_grad(xt, mask=movable)
+        # Outside f's domain (a non-finite value): halve the step until it is back in.
+        outside = movable & ~torch.isfinite(ft)
+        for _ in range(_HALVINGS):
+            if not bool(outside.any()):
+                break
+            t = torch.where(outside, 0.5 * t, t)
+            xt = x + t[:, None] * p
+            f_in, g_in = objective.value_and_grad(xt, mask=outside)
+            ft = torch.where(outside, f_in, ft)
+            gt = torch.where(outside[:, None], g_in, gt)
+            outside = outside & ~torch.isfinite(f_in)
         ok = movable & torch.isfinite(ft)
         return SearchResult(
             t=torch.where(ok, t, torch.zeros_like(t)),

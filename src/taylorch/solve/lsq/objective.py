@@ -170,16 +170,12 @@ class ResidualObjective(Objective):
 
         def matvec(v: Tensor) -> Tensor:
             self.n_hvp.add_(charged.long())
-            if pulled is None:
-                return torch.zeros_like(r)
             with torch.enable_grad():
                 (jv,) = torch.autograd.grad(pulled, seed, v, retain_graph=True)
             return torch.where(rows, scale * jv.detach(), 0.0)
 
         def rmatvec(u: Tensor) -> Tensor:
             self.n_hvp.add_(charged.long())
-            if pulled is None:
-                return torch.zeros_like(x)
             with torch.enable_grad():
                 (ju,) = torch.autograd.grad(
                     out, xr, torch.where(rows, scale * u, 0.0), retain_graph=True
@@ -204,8 +200,6 @@ class ResidualObjective(Objective):
         self._charge(mask, self.n_hvp)
         with torch.enable_grad():
             xr, out, seed, pulled = derivatives.linearization(self.residual_map, x)
-            if pulled is None:  # the residual does not depend on x
-                return torch.zeros_like(out)
             (jv,) = torch.autograd.grad(pulled, seed, v.detach(), create_graph=True)
             if not jv.requires_grad:  # J does not depend on x: the residual is affine
                 return torch.zeros_like(out)
