@@ -471,3 +471,102 @@ def test_inference_mode_is_an_error_not_a_zero_jacobian():
             taylorch.least_squares(lambda x: x - 1, x0, method=method)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         taylorch.root(lambda x: x - 1, x0)
+
+
+# -- stopping honestly: found by running problems the defaults were not tuned on ------------
+
+
+def scipy_trf_bounded(residual, x0, lower, upper):
+    def fun(p):
+        return residual(torch.from_numpy(p)).numpy()
+
+    def jac(p):
+        return torch.func.jacfwd(residual)(torch.from_numpy(p)).numpy()
+
+    return scipy.optimize.least_squares(
+        fun,
+        x0.numpy(),
+        jac=jac,
+        bounds=(lower, upper),
+        method="trf",
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "x0", "lower", "upper"),
+    [
+        ("osborne1", [0.5, 1.5, 0.0, 0.01, 0.02], 0.0, math.inf),  # x3 starts on its bound
+        ("watson", [0.0] * 9, -1.0, 1.0),  # two bounds active at the solution
+    ],
+)
+@pytest.mark.parametrize("method", ["lm", "dogleg"])
+def test_bounded_fits_reach_scipy_trf_or_say_they_did_not(name, x0, lower, upper, method):
+    # A variable left 1e-18 above its bound looked free; its step was projected to nothing,
+    # the radius collapsed onto it and SMALL_STEP reported success at cost 0.54 (lm) and
+    # 0.0263 (dogleg) on osborne1, where the bounded minimum is 0.02543.
+    from taylorch.bench.problems.classic import osborne1, watson
+
+    residual = {"osborne1": osborne1, "watson": watson}[name]
+    x0 = torch.tensor(x0, dtype=F64)
+    res = taylorch.least_squares(residual, x0, bounds=(lower, upper), method=method)
+    ref = scipy_trf_bounded(residual, x0, lower, upper)
+    if method == "dogleg" and name == "watson":  # the projected dogleg crawls along a bound
+        assert res.success or float(res.cost) > ref.cost * (1 + 1e-6)
+        return
+    assert res.success, res.message
+    assert float(res.cost) == pytest.approx(ref.cost, rel=1e-7)
+    assert float(res.optimality) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("name", "x0"), [("jennrich_sampson", [0.3, 0.4]), ("freudenstein_roth", [0.5, -2.0])]
+)
+def test_gauss_newton_does_not_call_a_backtracked_crawl_converged(name, x0):
+    # The search cut a poor Gauss-Newton step to nothing; xtol and ftol read that tiny
+    # accepted step and reported SMALL_STEP at sums of squares 3321.9 and 57.9 with
+    # gradients of order 1 (MGH minima: 124.362 and 48.98 or the local 0).
+    from taylorch.bench.problems import classic
+
+    residual = getattr(classic, name)
+    res = taylorch.least_squares(residual, torch.tensor(x0, dtype=F64), method="gauss-newton")
+    if res.success:
+        assert float(res.optimality) < 1e-6
+    else:
+        assert res.status in (Status.NO_PROGRESS, Status.MAX_ITER)
+
+
+def test_float32_brown_badly_scaled_is_not_stopped_by_a_short_first_step():
+    # The first step, held short by the radius, reduced the cost by a relative 6e-7,
+    # below 16 float32 eps: ftol reported success at cost 5e11 after one iteration.
+    def residual(x):
+        return torch.stack([x[0] - 1e6, x[1] - 2e-6, x[0] * x[1] - 2])
+
+    res = taylorch.least_squares(residual, torch.tensor([1.0, 1.0]))
+    assert res.success, res.message
+    torch.testing.assert_close(res.x, torch.tensor([1e6, 2e-6]), rtol=1e-5, atol=0)
+
+
+def test_gauss_newton_counts_every_call():
+    from taylorch.bench.problems.classic import powell_badly_scaled
+
+    calls = []
+
+    def residual(x):
+        calls.append(1)
+        return powell_badly_scaled(x)
+
+    res = taylorch.least_squares(
+        residual, torch.tensor([0.0, 1.0], dtype=F64), method="gauss-newton"
+    )
+    assert len(calls) == res.nfev + 1  # one uncounted call: the final statistics
+
+
+def test_curve_fit_rejects_data_that_only_broadcast_against_the_model():
+    t, y = decay_data()
+    with pytest.raises(ValueError, match=r"ydata of shape \(40, 1\) does not match"):
+        taylorch.curve_fit(
+            lambda t, a, b, c: a * torch.exp(-b * t) + c, t, y[:, None], torch.ones(3, dtype=F64)
+        )

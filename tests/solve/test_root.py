@@ -119,6 +119,16 @@ def test_fixed_point_of_cos_matches_scipy():
         assert math.isclose(res.x.item(), float(ref), rel_tol=1e-10)
 
 
+@pytest.mark.parametrize("method", ["anderson", "newton"])
+def test_fixed_point_of_cos_in_float32(method):
+    # With one variable and m = 5 differences the Anderson Gram matrix is singular; its
+    # 1e-10 regularization was below float32 rounding and the solve raised.
+    ref = scipy.optimize.fixed_point(np.cos, 1.0, xtol=1e-14)
+    res = taylorch.fixed_point(torch.cos, torch.ones(1), method=method)
+    assert res.success, res.message
+    assert float(res.x) == pytest.approx(float(ref), rel=1e-5)  # float32: ~10 eps
+
+
 def test_fixed_point_of_an_affine_contraction_matches_a_linear_solve():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(20, 20, generator=g, dtype=F64)

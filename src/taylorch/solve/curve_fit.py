@@ -86,7 +86,14 @@ def curve_fit(
 
     def residual(p: Tensor) -> Tensor:
         params = p.unbind(-1) if not batched else p.split(1, dim=-1)
-        r = model(xdata, *params) - ydata
+        predicted = model(xdata, *params)
+        for name, data in (("ydata", ydata), ("sigma", weight)):
+            if data is not None and _broadcast(predicted.shape, data.shape) != predicted.shape:
+                raise ValueError(
+                    f"model returned shape {tuple(predicted.shape)}, which {name} of shape "
+                    f"{tuple(data.shape)} does not match (it must broadcast to the model's shape)"
+                )
+        r = predicted - ydata
         if weight is not None:
             r = r * weight
         return r.reshape(p.shape[0], -1) if batched else r.reshape(-1)
@@ -103,3 +110,10 @@ def curve_fit(
     if full_output:
         return result.x, pcov, result
     return result.x, pcov
+
+
+def _broadcast(a: torch.Size, b: torch.Size) -> torch.Size | None:
+    try:
+        return torch.broadcast_shapes(a, b)
+    except RuntimeError:
+        return None

@@ -197,6 +197,7 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
         j_eff = jac if root_w is None else root_w[..., None] * jac
         pcov, stderr = covariance(j_eff, cost)
         g = (j_eff.mT @ r_eff[..., None])[..., 0]
+        norms = torch.linalg.vector_norm(j_eff, dim=-2)
         extra = {
             "residuals": r,
             "cost": cost,
@@ -205,9 +206,9 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
                 x,
                 cost,
                 g,
-                torch.linalg.vector_norm(j_eff, dim=-2)
-                * torch.linalg.vector_norm(r_eff, dim=-1, keepdim=True),
+                norms * torch.linalg.vector_norm(r_eff, dim=-1, keepdim=True),
                 objective,
+                norms,
             ),
             "covariance": pcov,
             "stderr": stderr,

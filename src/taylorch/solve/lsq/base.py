@@ -12,7 +12,8 @@ MINPACK (Moré, Garbow & Hillstrom, "User guide for MINPACK-1", 1980):
   ``max_j |J_j^T r| / (|J_j| |r|) <= gtol`` (over the free variables when there
   are bounds) -- first-order optimality, ``CONVERGED``;
 * ``ftol``: the last step's actual and predicted relative reductions of the cost
-  are both at most ``ftol`` (and the actual at most twice the predicted) --
+  are both at most ``ftol`` (and the actual at most twice the predicted), for a
+  step that the trust region did not hold short while the model was right --
   ``SMALL_STEP``;
 * ``xtol``: the step bound (trust-region radius, or the step taken) is at most
   ``xtol (xtol + |D x|)`` -- ``SMALL_STEP``.
@@ -95,7 +96,7 @@ def linearize(
         rfac=rfac,
         qtr=qtr,
         rmax=r.abs().amax(dim=-1),
-        optimality=optimality(x, f, g, norms * rnorm[:, None], objective),
+        optimality=optimality(x, f, g, norms * rnorm[:, None], objective, norms),
         jac=jac if keep_jacobian else None,
     )
 
@@ -134,15 +135,21 @@ def initial_scales(norms: Tensor) -> Tensor:
 
 
 def optimality(
-    x: Tensor, f: Tensor, g: Tensor, scale: Tensor, objective: ResidualObjective
+    x: Tensor,
+    f: Tensor,
+    g: Tensor,
+    scale: Tensor,
+    objective: ResidualObjective,
+    column_norms: Tensor,
 ) -> Tensor:
     """``max_j |g_j| / scale_j`` over the free variables (``inf`` where ``f`` is not finite).
 
     With ``scale_j = |J_j| |r|`` this is the largest cosine between ``r`` and a
-    column of ``J``.
+    column of ``J``; ``column_norms`` (``|J_j|``) scale the test of which variables
+    are on a bound (see :func:`~taylorch.solve.lsq.bounds.free_variables`).
     """
     cosine = torch.where(scale > 0, g.abs() / torch.where(scale > 0, scale, 1.0), 0.0)
-    free = free_variables(x, g, objective.lower, objective.upper)
+    free = free_variables(x, g, objective.lower, objective.upper, initial_scales(column_norms))
     if free is not None:
         cosine = torch.where(free, cosine, 0.0)
     value = cosine.amax(dim=-1)
@@ -178,6 +185,12 @@ class LeastSquaresSolver(Solver):
         small_f = (
             (actred.abs() <= tol.ftol * ref) & (prered <= tol.ftol * ref) & (actred <= 2 * prered)
         )
+        if "limited" in mem:
+            # ...unless the radius held the step short and the model was right about
+            # it: the step predicted little because it was short, however far the
+            # solution (from x0 = (1, 1), Brown's badly scaled problem, solved at
+            # x1 = 1e6, stopped after one such step in float32).
+            small_f = small_f & ~mem["limited"]
         small_x = mem["bound"] <= tol.xtol * (tol.xtol + mem["xnorm"])
         return torch.where(
             (small_f | small_x) & (status == Status.RUNNING),

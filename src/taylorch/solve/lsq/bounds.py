@@ -8,10 +8,12 @@ constraints", SIAM J. Control Optim. 1982, for the active set; Moré,
 1. variables at a bound whose gradient pushes outward are held fixed
    (:func:`free_variables`); the subproblem is solved over the others;
 2. the trial point is the projection ``P(x + p)`` onto the box;
-3. a second candidate, the Cauchy step along the free part of ``-g`` cut at
-   the first bound it meets (:func:`bounded_cauchy_step`), guarantees the
-   decrease that projection may have spoiled: of the two, the step with the
-   larger predicted decrease is taken.
+3. two more candidates guarantee the decrease that projection may have spoiled:
+   the model's step cut back to the first bound it meets, which lands that
+   variable on its bound for the next step to hold (:func:`truncated_point`), and
+   the Cauchy step along the free part of ``-g``, cut likewise
+   (:func:`bounded_cauchy_point`); of the three, the step with the largest
+   predicted decrease is taken.
 
 First-order optimality is the gradient over the free variables.
 """
@@ -23,7 +25,7 @@ from torch import Tensor
 
 from taylorch.solve.lsq.model import GaussNewtonModel
 
-__all__ = ["bounded_cauchy_step", "free_variables", "project"]
+__all__ = ["bounded_cauchy_point", "free_variables", "on_bounds", "project", "truncated_point"]
 
 
 def project(x: Tensor, lower: Tensor | None, upper: Tensor | None) -> Tensor:
@@ -34,16 +36,65 @@ def project(x: Tensor, lower: Tensor | None, upper: Tensor | None) -> Tensor:
 
 
 def free_variables(
-    x: Tensor, g: Tensor, lower: Tensor | None, upper: Tensor | None
+    x: Tensor,
+    g: Tensor,
+    lower: Tensor | None,
+    upper: Tensor | None,
+    scale: Tensor | None = None,
 ) -> Tensor | None:
-    """``(B, n)`` mask of variables a descent step may move (``None`` without bounds)."""
+    """``(B, n)`` mask of variables a descent step may move (``None`` without bounds).
+
+    A variable is blocked where ``g`` pushes it out of the box and it lies on the
+    bound; with the scales ``D`` ``(B, n)`` also where it lies within rounding of
+    the bound in the scaled norm, ``D_i |x_i - bound_i| <= eps |D x|``. Steps land
+    such near-misses (``1e-18`` above a bound of 0): taken as free, the variable's
+    next step would be cut by projection to nothing, its Cauchy step too, and the
+    radius would collapse onto a point that is not stationary.
+    """
     if lower is None or upper is None:
         return None
-    blocked = ((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0))
+    at_lower, at_upper = on_bounds(x, lower, upper, scale)
+    blocked = (at_lower & (g > 0)) | (at_upper & (g < 0))
     return ~blocked
 
 
-def bounded_cauchy_step(
+def on_bounds(
+    x: Tensor, lower: Tensor, upper: Tensor, scale: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(at_lower, at_upper)``: on the bound, or within rounding of it in the scaled norm."""
+    at_lower, at_upper = x <= lower, x >= upper
+    if scale is not None:
+        eps = torch.finfo(x.dtype).eps
+        tol = eps * torch.linalg.vector_norm(scale * x, dim=-1, keepdim=True)
+        at_lower = at_lower | (scale * (x - lower) <= tol)
+        at_upper = at_upper | (scale * (upper - x) <= tol)
+    return at_lower, at_upper
+
+
+def _cut(x: Tensor, dx: Tensor, t_max: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """``x + t dx`` for the largest ``t <= t_max`` in the box, with the variables whose
+    bound stops it set on that bound exactly (``x + t dx`` lands a rounding error off it,
+    and a variable left 1e-18 inside would look free to the next step)."""
+    room = torch.where(dx > 0, upper - x, lower - x)
+    t_each = torch.where(dx != 0, room / torch.where(dx != 0, dx, 1.0), torch.inf)
+    t_each = torch.clamp(t_each, min=0.0)
+    t = torch.minimum(t_max, t_each.amin(dim=-1))
+    t = torch.where(torch.isfinite(t), t, torch.zeros_like(t))
+    point = project(x + t[:, None] * dx, lower, upper)
+    reached = (dx != 0) & (t_each <= t[:, None])
+    return torch.where(reached, torch.where(dx > 0, upper, lower), point)
+
+
+def truncated_point(x: Tensor, u: Tensor, d: Tensor, lower: Tensor, upper: Tensor) -> Tensor:
+    """``x + t D^-1 u`` with the largest ``t <= 1`` that stays in the box.
+
+    Along the model's step the model decreases all the way to ``t = 1``, so this
+    keeps part of that decrease where projection bends the step into a worse one.
+    """
+    return _cut(x, u / d, torch.ones_like(x[:, 0]), lower, upper)
+
+
+def bounded_cauchy_point(
     model: GaussNewtonModel,
     radius: Tensor,
     x: Tensor,
@@ -54,17 +105,17 @@ def bounded_cauchy_step(
     """The model minimizer along ``-g`` within the radius and the box (scaled variables).
 
     ``model.g`` is zero on the fixed variables; ``d`` are the scales (``x`` moves
-    by ``u / d``). Cost ``O(n^2)`` per problem.
+    by ``u / d``). Returns the point (see :func:`_cut`). Cost ``O(n^2)`` per problem.
     """
     tiny = torch.finfo(x.dtype).tiny
+    # A variable on a bound (see on_bounds) that -g pushes outward stays (a gradient
+    # of rounding size can point out even where the free set says otherwise): it
+    # would stop the step at t = 0.
+    at_lower, at_upper = on_bounds(x, lower, upper, d)
     g = model.g
+    g = torch.where((at_upper & (g < 0)) | (at_lower & (g > 0)), 0.0, g)
     gg = (g * g).sum(dim=-1)
     gag = model.curvature(g)
     t_model = torch.where(gag > 0, gg / torch.clamp(gag, min=tiny), torch.inf)
     t_region = radius / torch.clamp(torch.sqrt(gg), min=tiny)
-    dx = -g / d  # the change of x per unit t
-    room = torch.where(dx > 0, upper - x, lower - x)
-    t_box = torch.where(dx != 0, room / torch.where(dx != 0, dx, 1.0), torch.inf).amin(dim=-1)
-    t = torch.minimum(torch.minimum(t_model, t_region), torch.clamp(t_box, min=0.0))
-    t = torch.where(torch.isfinite(t), t, torch.zeros_like(t))
-    return -t[:, None] * g
+    return _cut(x, -g / d, torch.minimum(t_model, t_region), lower, upper)

@@ -64,21 +64,25 @@ class GaussNewton(LeastSquaresSolver):
         found = self.line_search.search(objective, state.x, state.f, state.g, p, t0)
 
         ok = found.ok
-        new = linearize(objective, found.x, objective.active & ok)
+        # A failed search took no step: no evaluation where no problem needs one.
+        new = linearize(objective, found.x, objective.active & ok) if bool(ok.any()) else lin
         memory = {
             k: where_rows(ok, v, old)
             for (k, v), old in zip(new.memory().items(), lin.memory().values())
         }
         rows = ok[:, None]
         x_out = torch.where(rows, found.x, state.x)
-        s = d * (x_out - state.x)
-        # A failed search moved nothing: the ftol test then asks whether the model
-        # promised any decrease at all for the full step; the step-size test must not pass.
+        # The tests read the full Gauss-Newton step, not what the search kept of it: a
+        # search that backtracks to a tiny step has not converged, the model's step
+        # was poor (both the reductions and the step length would pass otherwise, far
+        # from any solution). A full step below xtol has converged, even where no
+        # step decreases f any more (a zero residual at its rounding level).
+        full = d * p
         memory.update(
             xnorm=torch.linalg.vector_norm(d * x_out, dim=-1),
             actred=state.f - torch.where(ok, new.f, state.f),
-            prered=model.decrease(torch.where(rows, s, d * p)),
-            bound=torch.where(ok, torch.linalg.vector_norm(s, dim=-1), torch.nan),
+            prered=model.decrease(full),
+            bound=torch.linalg.vector_norm(full, dim=-1),
         )
         flag = torch.where(ok, state.flag, torch.full_like(state.flag, Status.NO_PROGRESS))
         return State(

@@ -47,7 +47,12 @@ from taylorch.solve.lsq.base import (
     put_rows,
     take_rows,
 )
-from taylorch.solve.lsq.bounds import bounded_cauchy_step, free_variables, project
+from taylorch.solve.lsq.bounds import (
+    bounded_cauchy_point,
+    free_variables,
+    project,
+    truncated_point,
+)
 from taylorch.solve.lsq.model import GaussNewtonModel
 from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.lsq.operator_model import OperatorModel, operator_optimality
@@ -165,7 +170,7 @@ class TrustRegionLSQ(LeastSquaresSolver):
         mem = state.memory
         x, f, radius, d = state.x, state.f, mem["radius"], mem["d"]
         lower, upper = objective.lower, objective.upper
-        free = free_variables(x, state.g, lower, upper)
+        free = free_variables(x, state.g, lower, upper, d)
         model = self._model(objective, state, free)
         u, lam, newton = self.subproblem(model, radius, mem)
         radius = torch.where(
@@ -173,22 +178,31 @@ class TrustRegionLSQ(LeastSquaresSolver):
         )
         # The model predicts the decrease of u itself; a refined step is judged against it.
         pred = model.decrease(d * (project(x + u / d, lower, upper) - x))
-        x_try = project(x + self.refine(objective, state, model, u, lam) / d, lower, upper)
+        step = self.refine(objective, state, model, u, lam)
+        x_try = project(x + step / d, lower, upper)
         s = d * (x_try - x)
+        # The radius follows the method's step, not what the box left of it: a step cut
+        # short by a bound says nothing about the model's accuracy at the step's length.
+        pnorm = torch.linalg.vector_norm(step, dim=-1)
         if objective.bounded:
-            uc = bounded_cauchy_step(model, radius, x, d, lower, upper)
-            x_c = project(x + uc / d, lower, upper)
-            s_c = d * (x_c - x)
-            pred_c = model.decrease(s_c)
-            use_c = (pred_c > pred)[:, None]
-            x_try, s = torch.where(use_c, x_c, x_try), torch.where(use_c, s_c, s)
-            pred = torch.maximum(pred, pred_c)
+            for x_c in (
+                truncated_point(x, u, d, lower, upper),
+                bounded_cauchy_point(model, radius, x, d, lower, upper),
+            ):
+                s_c = d * (x_c - x)
+                pred_c = model.decrease(s_c)
+                use_c = pred_c > pred
+                x_try = torch.where(use_c[:, None], x_c, x_try)
+                s = torch.where(use_c[:, None], s_c, s)
+                pred = torch.maximum(pred, pred_c)
 
         lin, g_new = self._evaluate(objective, x_try, objective.active)
         f_new = lin.f
         actred = f - f_new
         ratio = torch.where(pred > 0, actred / torch.where(pred > 0, pred, 1.0), -torch.inf)
-        radius, lam = _update_radius(radius, lam, newton, ratio, actred, f, f_new, model.g, s)
+        radius, lam = _update_radius(
+            radius, lam, newton, ratio, actred, f, f_new, model.g, s, pnorm
+        )
         accept = ratio >= 1e-4
 
         rows = accept[:, None]
@@ -209,6 +223,7 @@ class TrustRegionLSQ(LeastSquaresSolver):
             actred=actred,
             prered=pred,
             bound=radius,
+            limited=~newton & (ratio >= 0.75),
         )
         return State(
             x=x_out,
@@ -229,9 +244,13 @@ def _update_radius(
     f_new: Tensor,
     g: Tensor,
     s: Tensor,
+    pnorm: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """MINPACK's radius rule; also scales the LM shift kept as the next warm start."""
-    snorm = torch.linalg.vector_norm(s, dim=-1)
+    """MINPACK's radius rule; also scales the LM shift kept as the next warm start.
+
+    ``s`` is the step taken, ``pnorm`` the length of the model's step (MINPACK's
+    ``pnorm``: the two differ where a bound cut the step).
+    """
     slope = (g * s).sum(dim=-1)
     # Poor step: shrink by the minimizer of the quadratic through f, the slope and f(x+)
     # (0.5 when the cost did not rise), never below a tenth.
@@ -240,7 +259,7 @@ def _update_radius(
     shrink = ~(ratio > 0.25)
     grow = ~shrink & (newton | (ratio >= 0.75))
     new_radius = torch.where(
-        shrink, t * torch.minimum(radius, 10 * snorm), torch.where(grow, 2 * snorm, radius)
+        shrink, t * torch.minimum(radius, 10 * pnorm), torch.where(grow, 2 * pnorm, radius)
     )
     new_lam = torch.where(shrink, lam / t, torch.where(grow, 0.5 * lam, lam))
     return new_radius, new_lam

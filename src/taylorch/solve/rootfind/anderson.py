@@ -45,7 +45,8 @@ class Anderson(RootSolver):
         m: how many past differences to combine (0: the plain iteration).
         beta: mixing parameter (the step of the plain iteration ``x + beta F``); take it
             near ``-1 / lambda`` when the Jacobian of ``F`` is near ``lambda I``.
-        regularization: Tikhonov weight, relative to ``trace(dF^T dF) / m``, for ``gamma``.
+        regularization: Tikhonov weight, relative to ``trace(dF^T dF) / m``, for ``gamma``
+            (at least the dtype's eps).
     """
 
     name = "anderson"
@@ -88,11 +89,15 @@ class Anderson(RootSolver):
         dfv = df * valid[..., None]
         gram = dfv @ dfv.mT  # (B, m, m)
         scale = gram.diagonal(dim1=-2, dim2=-1).sum(dim=-1) / self.m
-        shift = self.regularization * scale + torch.finfo(r.dtype).tiny
+        # At least eps of the scale: a history of more differences than variables (n < m)
+        # makes the Gram matrix singular, and 1e-10 of it is below float32's rounding.
+        info = torch.finfo(r.dtype)
+        shift = max(self.regularization, info.eps) * scale + info.tiny
         gram = gram + torch.diag_embed(torch.where(valid, shift[:, None], 1.0))
         rhs = (dfv @ r[..., None])[..., 0]
-        gamma = torch.linalg.solve(gram, rhs)
-        gamma = torch.where(valid & torch.isfinite(gamma), gamma, 0.0)
+        gamma, failed = torch.linalg.solve_ex(gram, rhs)
+        usable = valid & torch.isfinite(gamma) & (failed == 0)[:, None]
+        gamma = torch.where(usable, gamma, 0.0)  # else the plain step
         return self.beta * r - ((dx + self.beta * df) * gamma[..., None]).sum(dim=1)
 
     def step(self, objective: ResidualObjective, state: State) -> State:
