@@ -470,3 +470,15 @@ def test_a_dense_hessian_is_paid_for_once_per_point():
     assert objective.n_hvp.tolist() == [3] and objective.nfev.tolist() == [1]
     objective.value_grad_hessian(x + 0.1)  # a new point: paid again
     assert objective.n_hvp.tolist() == [6] and objective.nfev.tolist() == [2]
+
+
+@pytest.mark.parametrize("name", ["newton-cg", "trust-ncg"])
+def test_truncated_cg_is_not_cut_short_on_an_ill_conditioned_hessian(name):
+    # 1/2 sum d_i x_i^2, d log-spaced over 8 decades, n = 50: CG needs more than n
+    # iterations in floating point. Capped at 2n it stopped every solve early and the
+    # methods took 172-176 iterations; scipy's Newton-CG (20n) takes 28.
+    d = torch.logspace(0, 8, 50, dtype=D)
+    res = taylorch.minimize(lambda x: 0.5 * (d * x * x).sum(), torch.ones(50, dtype=D), method=name)
+    assert res.success, res.message
+    assert res.nit <= 40
+    torch.testing.assert_close(res.x, torch.zeros(50, dtype=D), atol=1e-6, rtol=0)

@@ -19,6 +19,7 @@ from torch import Tensor
 from taylorch.solve.line_search import Armijo, LineSearch, StrongWolfe
 from taylorch.solve.methods.descent import DescentMethod, Direction
 from taylorch.solve.trust_region import (
+    CG_ITERATIONS_PER_VARIABLE,
     confirm_second_order,
     escape_memory,
     forcing_term,
@@ -129,7 +130,7 @@ class NewtonCGDirection(_SaddleAware):
 
     def newton(self, objective, state):
         _, _, matvec = objective.hvp_at(state.x)
-        max_iter = self.cg_max_iter or 2 * state.x.shape[-1]
+        max_iter = self.cg_max_iter or CG_ITERATIONS_PER_VARIABLE * state.x.shape[-1]
         return truncated_cg(
             matvec, state.g, radius=None, rtol=forcing_term(state.g), max_iter=max_iter
         ).p
@@ -184,7 +185,7 @@ class NewtonCG(DescentMethod):
         x+ = x + t p                          # t from the line search
 
     Cost per iteration: one gradient evaluation that keeps its graph, one HVP
-    per CG iteration (at most ``cg_max_iter``, default ``2 n``) and the line
+    per CG iteration (at most ``cg_max_iter``, default ``20 n``) and the line
     search's evaluations. Memory: a few vectors. Leaving a saddle point costs
     ``min(n, lanczos_steps)`` HVPs of Lanczos.
 

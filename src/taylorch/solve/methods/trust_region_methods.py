@@ -154,7 +154,8 @@ class TrustNCG(TrustRegion):
 
     Args:
         initial_radius, max_radius, eta: the radius rule (N&W Alg. 4.1).
-        cg_max_iter: CG iterations per step (default ``2 n``).
+        cg_max_iter: CG iterations per step (default ``20 n``, see
+            :data:`~taylorch.solve.trust_region.CG_ITERATIONS_PER_VARIABLE`).
         lanczos_steps: Lanczos steps of the saddle-point test.
 
     Reference: T. Steihaug, "The conjugate gradient method and trust regions in
