@@ -336,3 +336,15 @@ def test_a_function_without_a_graph_is_an_error_not_a_stationary_point(name):
         taylorch.minimize(outside_torch, x0, method=name, **options(name))
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         taylorch.minimize(lambda x: (x**2).sum(), x0, method=name, **options(name))
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in ("polyak", "zo-gd")])
+def test_an_objective_unbounded_below_is_reported_as_such(name):
+    # -|x|^2 + x_0 has no minimum: methods used to follow it to -1e308 and report that as
+    # NO_PROGRESS ("the tolerance may be too tight"), NONFINITE or MAX_ITER.
+    def fun(x):
+        return -(x * x).sum() + x[0]
+
+    res = taylorch.minimize(fun, torch.zeros(3, dtype=torch.float64), method=name, max_iter=500)
+    assert res.status == Status.UNBOUNDED and not res.success, res.message
+    assert res.fun < -1e20

@@ -25,7 +25,12 @@ from taylorch.solve.objective import BudgetExhausted, Objective
 from taylorch.solve.progress import ProgressLine
 from taylorch.solve.result import Result, Status, status_fields
 
-__all__ = ["run"]
+__all__ = ["UNBOUNDED_BELOW", "run"]
+
+#: A problem whose objective falls below ``-UNBOUNDED_BELOW max(1, |f(x0)|)`` stops as
+#: ``UNBOUNDED`` (the convention of KNITRO's ``objrange``): a solver would otherwise
+#: follow it to ``-1e308`` and report the overflow as a lack of progress.
+UNBOUNDED_BELOW = 1e20
 
 
 def run(
@@ -57,6 +62,7 @@ def run(
         status = torch.where(exhausted.rows, torch.full_like(status, Status.MAX_FEV), status)
     best = _Best(state)
     nit = torch.zeros_like(objective.nfev)
+    unbounded_below = -UNBOUNDED_BELOW * torch.clamp(state.f.abs(), min=1.0)
     trace = _Trace(state) if history else None
 
     with ProgressLine(enabled=progress, name=solver.name, batch_size=x0.shape[0]) as line:
@@ -96,6 +102,11 @@ def run(
             if new.advanced is None or bool(moved.any()):
                 nit += moved.long()
                 status = torch.where(moved, step_status, status)
+                status = torch.where(
+                    moved & (state.f < unbounded_below),
+                    torch.full_like(status, Status.UNBOUNDED),
+                    status,
+                )
                 best.update(state, moved, converged=moved & (step_status == Status.CONVERGED))
                 if trace is not None:
                     trace.append(state)

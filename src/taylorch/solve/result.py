@@ -48,7 +48,9 @@ _MESSAGES = {
     ),
     Status.NONFINITE: "Failed: the objective or its derivatives are not finite near the iterate.",
     Status.CALLBACK: "Stopped by the callback.",
-    Status.UNBOUNDED: "Stopped: the objective appears unbounded below.",
+    Status.UNBOUNDED: (
+        "Stopped: the objective appears unbounded below (it fell below -1e20 max(1, |f(x0)|))."
+    ),
 }
 
 
