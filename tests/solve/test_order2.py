@@ -482,3 +482,14 @@ def test_truncated_cg_is_not_cut_short_on_an_ill_conditioned_hessian(name):
     assert res.success, res.message
     assert res.nit <= 40
     torch.testing.assert_close(res.x, torch.zeros(50, dtype=D), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["wood", "gulf", "kowalik-osborne"])
+def test_dogleg_follows_a_modified_path_where_the_hessian_is_indefinite(name):
+    # Taking only the Cauchy point where H is indefinite made dogleg steepest descent
+    # on these problems: 1,001 evaluations and max_iter. MGH's published minima.
+    problem = classic_problem(name)
+    res = taylorch.minimize(problem.fun, problem.x0, method="dogleg", gtol=1e-6)
+    assert res.success, res.message
+    assert res.fun == pytest.approx(problem.f_star, abs=1e-8)
+    assert res.nfev < 100

@@ -21,6 +21,7 @@ from taylorch.solve.methods.descent import DescentMethod, Direction
 from taylorch.solve.trust_region import (
     CG_ITERATIONS_PER_VARIABLE,
     confirm_second_order,
+    eigen_modified_step,
     escape_memory,
     forcing_term,
     truncated_cg,
@@ -61,11 +62,7 @@ def modified_newton_step(hessian: Tensor, g: Tensor, modification: Modification)
         # The eigendecomposition only where Cholesky failed (on CPU, LAPACK is called once
         # per matrix: a batch's worth costs milliseconds).
         rows = (~done).nonzero()[:, 0]
-        eigvals, eigvecs = torch.linalg.eigh(hessian[rows])
-        top = eigvals.abs().amax(dim=-1, keepdim=True)
-        delta = torch.where(top > 0, g.shape[-1] * eps * top, torch.ones_like(top))
-        c = (eigvecs.mT @ g[rows, :, None])[..., 0]
-        flipped = -(eigvecs @ (c / torch.maximum(eigvals.abs(), delta))[..., None])[..., 0]
+        flipped, _ = eigen_modified_step(hessian[rows], g[rows])
         newton = -torch.cholesky_solve(g[..., None], factor)[..., 0]
         return newton.index_copy(0, rows, flipped)
     n = g.shape[-1]

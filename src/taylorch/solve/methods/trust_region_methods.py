@@ -187,10 +187,12 @@ class Dogleg(TrustRegion):
     """Powell's dogleg trust-region method on the dense Hessian.
 
     The step follows the path from the Cauchy point to the Newton step; where
-    the Hessian is not positive definite the Cauchy point is taken (the
-    dogleg needs ``H > 0``), and at a saddle point the direction of most
-    negative curvature. Cost per iteration: one evaluation of ``f``, ``g``, ``H``
-    (``n`` HVPs, vectorized) and one Cholesky factorization.
+    the Hessian is not positive definite the path of its eigenvalue-flipped
+    modification is taken, or the Cauchy point where that predicts more (see
+    :class:`~taylorch.solve.trust_region.DoglegPath`), and at a saddle point the
+    direction of most negative curvature. Cost per iteration: one evaluation of
+    ``f``, ``g``, ``H`` (``n`` HVPs, vectorized), one Cholesky factorization and,
+    where it fails, one eigendecomposition.
 
     Args:
         initial_radius, max_radius, eta: the radius rule (N&W Alg. 4.1).
