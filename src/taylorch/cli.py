@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -102,6 +103,9 @@ def _bench(args: argparse.Namespace) -> int:
         return _list(console)
     if args.threads < 1:
         console.print(f"taylorch bench: --threads must be >= 1, got {args.threads}")
+        return 2
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        console.print(f"taylorch bench: --out {args.out} exists and is not a directory")
         return 2
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

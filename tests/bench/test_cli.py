@@ -1,6 +1,9 @@
 """``taylorch bench``: the quick run end to end, the listing, and argument errors."""
 
 import json
+import os
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import pytest
@@ -47,3 +50,28 @@ def test_bench_bad_arguments(capsys, tmp_path):
     assert "--threads must be >= 1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["bench", "--dtype", "float16"])
+    assert main(["bench", "--device", "nosuch", "--out", str(tmp_path)]) == 2
+    assert "device 'nosuch' is not usable" in " ".join(capsys.readouterr().out.split())
+    existing = tmp_path / "a-file"
+    existing.write_text("keep me")
+    assert main(["bench", "--quick", "--out", str(existing)]) == 2  # before any run
+    assert "exists and is not a directory" in " ".join(capsys.readouterr().out.split())
+    assert existing.read_text() == "keep me"
+
+
+def test_a_peer_that_fails_to_import_is_unavailable_not_fatal(tmp_path):
+    # An installed but broken optional peer used to end the whole run with its traceback.
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "torchmin.py").write_text('raise ImportError("simulated broken torchmin")\n')
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), *sys.path])}
+    command = [sys.executable, "-m", "taylorch.cli", "bench", "--suite", "small"]
+    command += ["--methods", "taylorch:bfgs,torchmin:bfgs", "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    broken = [r for r in runs if r["library"] == "torchmin"]
+    assert broken and all(r["status"] == "unavailable" for r in broken)
+    assert "simulated broken torchmin" in broken[0]["message"]
+    assert any(r["library"] == "taylorch" and r["status"] == "solved" for r in runs)

@@ -161,6 +161,7 @@ def run(
         observer: live-progress hooks (the CLI passes a rich display).
     """
     started = time.time()
+    device = _check_device(device)
     if isinstance(suite, Suite):
         suites = [suite]
     elif isinstance(suite, str):
@@ -187,6 +188,16 @@ def run(
     if out is not None:
         result.save(out)
     return result
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that can hold a tensor, else a ``ValueError``."""
+    try:
+        device = torch.device(device)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError, TypeError) as exc:  # torch's own errors
+        raise ValueError(f"device {str(device)!r} is not usable here: {exc}") from None
+    return device
 
 
 def _meta(suites, peers, quick, seed, device, dtype, started) -> dict[str, Any]:

@@ -10,6 +10,7 @@ whose library is not installed stays registered and says so through
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
@@ -52,13 +53,23 @@ LIBRARIES: dict[str, tuple[str, str]] = {
 """Library name -> (module to import, package to install)."""
 
 
+@functools.cache
 def library_missing(library: str) -> str | None:
-    """``None`` if ``library`` can be imported, else a message naming the package to install."""
+    """``None`` if ``library`` can be imported, else why not (naming the package to install).
+
+    An installed library that fails to import (a broken or incompatible version) is
+    reported as such, so its methods are recorded "unavailable" instead of ending the
+    whole benchmark with its traceback. The import is tried once per process.
+    """
     module, package = LIBRARIES[library]
     if importlib.util.find_spec(module) is None:
         return f"{library} is not installed (pip install {package})"
     if library == "optimistix" and importlib.util.find_spec("jax") is None:
         return "optimistix needs jax, which is not installed (pip install jax)"
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # any failure of a third-party import: report, don't crash
+        return f"{library} is installed but does not import: {type(exc).__name__}: {exc}"
     return None
 
 
