@@ -292,3 +292,67 @@ def test_operators_reject_bad_input(problem):
         empirical_fisher_operator(model, loss_fn, x, y[:5])
     with pytest.raises(ValueError, match="params"):
         hessian_operator(model, loss_fn, x, y, params=["nope"])
+
+
+# -- found by probing with models and inputs the suite did not use ---------------------
+
+
+@pytest.mark.parametrize("layer", [nn.BatchNorm1d(8), nn.Dropout(0.2)])
+def test_train_mode_models_are_refused_and_left_unchanged(layer):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), layer, nn.Tanh(), nn.Linear(8, 2)).double()
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for build in (hessian_operator, ggn_operator):
+        with pytest.raises(ValueError, match=r"model\.1 .* training mode.*model\.eval\(\)"):
+            build(model, F.mse_loss, x, y)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # running statistics untouched
+    model.eval()
+    dense = hessian_operator(model, F.mse_loss, x, y).to_dense()
+    fun, theta = module_function(model, lambda out: F.mse_loss(out, y), x)
+    torch.testing.assert_close(dense, torch.autograd.functional.hessian(fun, theta))
+
+
+def test_to_dense_in_blocks_equals_one_block(problem):
+    model, loss_fn, x, y = problem
+    op = hessian_operator(model, loss_fn, x, y)
+    whole = op.matmat(torch.eye(op.shape[1], dtype=op.dtype))
+    for block in (1, 7, op.shape[1]):
+        torch.testing.assert_close(op.to_dense(block_size=block), whole)
+    with pytest.raises(ValueError, match="block_size"):
+        op.to_dense(block_size=0)
+
+
+def test_forward_mode_without_support_is_a_clear_error_at_construction(problem):
+    model, _, x, _ = problem
+    target = torch.randn(x.shape[0], 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"mode='forward'.*use mode='reverse'"):
+        hessian_operator(model.eval(), F.mse_loss, x, target, mode="forward")
+
+
+def test_params_given_as_a_string_or_twice_are_errors(problem):
+    model, loss_fn, x, y = problem
+    name = next(iter(dict(model.named_parameters())))
+    with pytest.raises(TypeError, match="sequence of parameter names"):
+        hessian_operator(model, loss_fn, x, y, params=name)
+    with pytest.raises(ValueError, match="more than once"):
+        hessian_operator(model, loss_fn, x, y, params=[name, name])
+
+
+def test_lanczos_estimators_refuse_a_nonsymmetric_matrix():
+    a = torch.triu(torch.ones(4, 4, dtype=torch.float64)) * torch.arange(1.0, 5.0)
+    with pytest.raises(ValueError, match="must be symmetric"):
+        top_eigenvalues(a, 1)
+    with pytest.raises(ValueError, match="must be symmetric"):
+        spectral_density(a)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spectral_density_of_one_repeated_eigenvalue_integrates_to_one(dtype):
+    sd = spectral_density(3.0 * torch.eye(50, dtype=dtype), seed=0)
+    assert len(torch.unique(sd.grid)) == sd.grid.numel()
+    mass = torch.trapezoid(sd.density.double(), sd.grid.double())
+    assert float(mass) == pytest.approx(1.0, abs=1e-3)
+    peak = sd.grid[sd.density.argmax()]
+    assert float(peak) == pytest.approx(3.0, rel=1e-5)

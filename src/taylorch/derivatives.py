@@ -373,6 +373,29 @@ def _unit_batch(k: int, like: Tensor) -> Tensor:
     return eye[:, None, :].expand(k, like.shape[0], k)
 
 
+def _check_mode_free(model: torch.nn.Module) -> None:
+    """Raise unless the model's forward is a fixed function of its parameters.
+
+    In training mode, dropout draws new random numbers at every call and batch norm
+    normalizes by the batch and updates its running statistics: derivatives of such a
+    forward are not one function's, and the model would change under them.
+    """
+    for name, module in model.named_modules():
+        if not module.training:
+            continue
+        random = isinstance(module, torch.nn.modules.dropout._DropoutNd)
+        stats = isinstance(module, torch.nn.modules.batchnorm._NormBase) and (
+            module.track_running_stats or isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        )
+        if random or stats:
+            what = "draws random numbers" if random else "updates running statistics"
+            raise ValueError(
+                f"model.{name or '<root>'} ({type(module).__name__}) is in training mode: its "
+                f"forward {what}, so the model is not one fixed function of its parameters; "
+                "call model.eval() first"
+            )
+
+
 def module_function(
     model: torch.nn.Module,
     loss_fn: Callable[[Tensor], Tensor],
@@ -386,12 +409,19 @@ def module_function(
     and ``theta0`` is the current parameters, flattened and detached. Buffers
     are taken as they are. ``params`` names the parameters to vary (default:
     all that require grad), so every flat-vector oracle above applies to a model.
+    A model with dropout or batch norm in training mode is refused (its forward is
+    not a fixed function of the parameters): call ``model.eval()``.
     """
+    _check_mode_free(model)
     named = dict(model.named_parameters())
+    if isinstance(params, str):
+        raise TypeError(f"params must be a sequence of parameter names, got the string {params!r}")
     names = [k for k, p in named.items() if p.requires_grad] if params is None else list(params)
     unknown = [k for k in names if k not in named]
     if unknown:
         raise ValueError(f"params names unknown parameters: {unknown}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"params names a parameter more than once: {names}")
     if not names:
         raise ValueError("params: the model has no parameters to differentiate")
     shapes = [named[k].shape for k in names]

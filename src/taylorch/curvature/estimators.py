@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from taylorch.linalg.krylov import lanczos, tridiagonal_eigh
-from taylorch.linalg.operators import LinearOperator, aslinearoperator
+from taylorch.linalg.operators import LinearOperator, aslinearoperator, is_symmetric
 
 __all__ = [
     "SpectralDensity",
@@ -129,6 +129,18 @@ def hutchinson_trace(
     ).sum()
 
 
+def _symmetric_operator(op: OperatorLike, n: int | None) -> LinearOperator:
+    """``op`` as an operator; a dense matrix must be symmetric (Lanczos assumes it)."""
+    a = aslinearoperator(op, n)  # checks the shape first
+    if isinstance(op, Tensor) and not is_symmetric(op):
+        asymmetry = float((op - op.mT).abs().amax())
+        raise ValueError(
+            f"the matrix must be symmetric (max |A - A^T| = {asymmetry:.3g}); Lanczos "
+            "estimates of a nonsymmetric matrix are meaningless"
+        )
+    return a
+
+
 def top_eigenvalues(
     op: OperatorLike,
     k: int = 1,
@@ -154,7 +166,7 @@ def top_eigenvalues(
         and ``"magnitude"`` descending, ``"smallest"`` ascending) and the unit
         Ritz vectors as columns ``(n, k)``.
     """
-    a = aslinearoperator(op, n)
+    a = _symmetric_operator(op, n)
     dim = a.shape[0]
     _positive("k", k)
     if k > dim:
@@ -211,7 +223,9 @@ def spectral_density(
         num_steps: ``m`` Lanczos steps per probe, at most ``n`` (default ``min(n, 50)``).
         num_grid: points of the returned grid, which spans the nodes
             widened by ``5 sigma`` on each side.
-        sigma: kernel width; default 1% of the span of the nodes.
+        sigma: kernel width; default 1% of the span of the nodes (a span of at least
+            ``max(sqrt(eps), 10 num_grid eps) max(1, |node|)``, for a spectrum of one
+            repeated value).
 
     Cost: ``L m`` products (``L`` at a time) plus ``O(L m^2 n)`` for
     reorthogonalization; memory ``L m n``.
@@ -219,7 +233,7 @@ def spectral_density(
     Returns:
         :class:`SpectralDensity`.
     """
-    a = aslinearoperator(op, n)
+    a = _symmetric_operator(op, n)
     dim = a.shape[0]
     num_steps = min(dim, 50) if num_steps is None else num_steps
     _positive("num_probes", num_probes)
@@ -237,8 +251,12 @@ def spectral_density(
 
     lo, hi = nodes.min().item(), nodes.max().item()
     if sigma is None:
-        span = hi - lo
-        sigma = 0.01 * span if span > 0 else 0.01 * max(abs(hi), 1.0)
+        # A span at the rounding level (one repeated eigenvalue) would give a kernel,
+        # and a grid, narrower than the dtype resolves: at least sqrt(eps) of the scale,
+        # and enough for num_grid distinct points.
+        eps = torch.finfo(a.dtype).eps
+        resolvable = max(eps**0.5, 10 * num_grid * eps) * max(abs(lo), abs(hi), 1.0)
+        sigma = 0.01 * max(hi - lo, resolvable)
     grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, num_grid, dtype=a.dtype, device=a.device)
     kernel = torch.exp(-0.5 * ((grid[:, None] - nodes.reshape(1, -1)) / sigma) ** 2)
     density = kernel @ weights.reshape(-1) / (sigma * (2 * torch.pi) ** 0.5)

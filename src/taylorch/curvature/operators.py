@@ -90,7 +90,9 @@ def hessian_operator(
     ``mode="reverse"`` builds the gradient's graph once and answers every
     product with one backward pass through it (reverse-over-reverse; fastest
     for many products, holds the graph in memory). ``mode="forward"`` runs a
-    forward-over-reverse pass per product (no stored graph). Cost per product:
+    forward-over-reverse pass per product (no stored graph); it is tried once at
+    construction, so a loss without forward-mode derivatives (``F.mse_loss``,
+    ``F.huber_loss`` in torch 2.13) is a ``ValueError`` there. Cost per product:
     about 2-3 gradient evaluations either way. Tagged symmetric.
     """
     _check_loss(loss_fn)
@@ -101,6 +103,14 @@ def hessian_operator(
 
         def matvec(v: Tensor) -> Tensor:
             return hvp(fun, theta, v, mode="forward")
+
+        try:  # one product now: an op without forward mode fails here, with a clear error
+            matvec(torch.zeros_like(theta))
+        except (RuntimeError, NotImplementedError) as exc:
+            raise ValueError(
+                "mode='forward': an operation of this model or loss has no forward-mode "
+                f"derivative in this torch ({type(exc).__name__}: {exc}); use mode='reverse'"
+            ) from exc
 
     else:
         raise ValueError(f"mode must be 'forward' or 'reverse', got {mode!r}")

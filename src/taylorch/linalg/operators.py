@@ -122,9 +122,23 @@ class LinearOperator:
     def __matmul__(self, v: Tensor) -> Tensor:
         return self.matvec(v) if v.ndim == 1 else self.matmat(v)
 
-    def to_dense(self) -> Tensor:
-        """The ``(m, n)`` matrix, from ``n`` products with the unit vectors."""
-        return self.matmat(torch.eye(self.shape[1], dtype=self.dtype, device=self.device))
+    def to_dense(self, block_size: int = 64) -> Tensor:
+        """The ``(m, n)`` matrix, from ``n`` products with the unit vectors.
+
+        The products run ``block_size`` columns at a time: one block product over all
+        ``n`` columns holds ``n`` copies of every intermediate of a product at once
+        (for a 4,426-parameter network on 2,048 samples, 9.3 GB for a 78 MB Hessian).
+        """
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+        n = self.shape[1]
+        out = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
+            eye = torch.zeros(n, stop - start, dtype=self.dtype, device=self.device)
+            eye[start:stop].fill_diagonal_(1.0)
+            out[:, start:stop] = self.matmat(eye)
+        return out
 
     def to_scipy(self) -> ScipyLinearOperator:
         """A scipy ``LinearOperator`` taking and returning float64 numpy arrays.
