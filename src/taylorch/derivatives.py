@@ -103,8 +103,8 @@ def check_differentiable(fx: Tensor, name: str = "fun") -> None:
         return
     if torch.is_inference_mode_enabled():
         raise RuntimeError(
-            f"cannot differentiate {name} inside torch.inference_mode(); call the solver "
-            "outside it (torch.no_grad() around the call is fine)"
+            f"cannot differentiate {name} inside torch.inference_mode(); call outside it "
+            "(torch.no_grad() around the call is fine)"
         )
     raise ValueError(
         f"{name}'s output has no autograd graph to x: it was computed outside torch "
