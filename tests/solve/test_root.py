@@ -190,3 +190,15 @@ def test_counts_are_exact():
         res = taylorch.root(fun, torch.tensor([2.0], dtype=F64), method=method)
         assert res.success, method
         assert len(calls) == res.nfev + 1, method  # + the uncounted final residual
+
+
+@pytest.mark.parametrize("method", ["newton", "lm", "dogleg"])
+def test_a_small_residual_is_not_a_root_while_newton_says_it_is_far(method):
+    # |F| <= tol alone: 1e-12 (x - 1) "converged" at x0 = 5, exp(x) at x = -25 (no root),
+    # and (x - 1)^3 stopped with x off by 3e-4.
+    scaled = taylorch.root(lambda x: 1e-12 * (x - 1), torch.tensor([5.0], dtype=F64), method=method)
+    assert scaled.success and float(scaled.x) == pytest.approx(1.0, abs=1e-12)
+    none = taylorch.root(torch.exp, torch.zeros(1, dtype=F64), method=method)
+    assert not none.success
+    triple = taylorch.root(lambda x: (x - 1) ** 3, torch.tensor([3.0], dtype=F64), method=method)
+    assert triple.success and abs(float(triple.x) - 1) <= 1e-7

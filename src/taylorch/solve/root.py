@@ -51,7 +51,10 @@ def root(
         batched: solve ``B`` independent systems at once, each stopping on its own.
         jac: how Jacobians are formed (``"auto"``, ``"forward"``, ``"reverse"``).
         tol: success when ``max_i |F_i(x)| <= tol`` (default ``eps^(2/3)``: 3.7e-11 in
-            float64, 2.4e-5 in float32). This is the only way to ``CONVERGED``.
+            float64, 2.4e-5 in float32). This is the only way to ``CONVERGED``; the
+            Jacobian-based methods (``newton``, ``lm``, ``dogleg``) also need the Newton
+            correction ``J^{-1} F`` below ``sqrt(eps) (1 + |x|)``, so that a badly
+            scaled ``F`` is not taken for zero far from its root.
         xtol: a method whose steps (or trust region) shrink below ``xtol (xtol + |x|)``
             short of that has stalled: ``NO_PROGRESS``. So has one at a stationary point
             of ``|F|^2`` that is not a root. Default ``16 eps``.

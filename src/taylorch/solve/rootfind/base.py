@@ -94,5 +94,26 @@ class AsRoot(RootSolver):
         own = replace(self.method.default_tolerances(new.x.dtype), gtol=tol.gtol, xtol=tol.xtol)
         return self.method.converged(old, new, own) != Status.RUNNING
 
+    def stationary(self, state: State, tol: Tolerances) -> Tensor:
+        """``max |F_i| <= ftol``, and a Newton correction below ``sqrt(eps) (1 + |x|)``.
+
+        ``|F|`` alone depends on how ``F`` is scaled: ``1e-12 (x - 1)`` is below any
+        tolerance at ``x = 5``, ``exp(x)`` at ``x = -25``. The Newton step
+        ``-J^{-1} F`` (from the QR factor the method keeps) says how far the root
+        still is; where ``F`` is well scaled it is far below the bound whenever
+        ``|F|`` is, and nothing changes.
+        """
+        small = super().stationary(state, tol)
+        mem = state.memory
+        if "rfac" not in mem or not bool(small.any()):
+            return small
+        rfac, qtr = mem["rfac"], mem["qtr"]
+        n = rfac.shape[-1]
+        newton = torch.linalg.solve_triangular(rfac[..., :n, :], -qtr[..., :n, None], upper=True)
+        correction = newton[..., 0].abs().amax(dim=-1)
+        bound = torch.finfo(state.x.dtype).eps ** 0.5 * (1 + state.x.abs().amax(dim=-1))
+        exact = mem["rmax"] == 0  # a root to the last bit, whatever J is there
+        return small & (exact | (correction <= bound) | ~torch.isfinite(correction))
+
     def __repr__(self) -> str:
         return f"AsRoot({self.method!r})"
