@@ -356,3 +356,13 @@ def test_spectral_density_of_one_repeated_eigenvalue_integrates_to_one(dtype):
     assert float(mass) == pytest.approx(1.0, abs=1e-3)
     peak = sd.grid[sd.density.argmax()]
     assert float(peak) == pytest.approx(3.0, rel=1e-5)
+
+
+def test_top_eigenvalues_warns_when_its_ritz_pairs_have_not_converged():
+    # 1.002 and 1.001 sit on a continuum ending at 1: 46 steps do not separate them.
+    spectrum = torch.cat([torch.tensor([5.0, 1.002, 1.001]), torch.linspace(0, 1, 1997)])
+    a = torch.diag(spectrum.double())
+    with pytest.warns(RuntimeWarning, match="larger num_steps"):
+        top_eigenvalues(a, 3, seed=0)
+    values, _ = top_eigenvalues(a, 3, seed=0, num_steps=400)  # enough: no warning
+    torch.testing.assert_close(values, spectrum[:3].double(), atol=1e-8, rtol=0)
