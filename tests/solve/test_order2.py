@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import taylorch
 from taylorch.bench.problems.classic import classic_problem
 from taylorch.solve import METHODS, Status, TrustRegion
+from taylorch.solve.line_search import Armijo
 from taylorch.solve.methods.newton import modified_newton_step
 from taylorch.solve.objective import Objective
 from taylorch.solve.trust_region import CauchyPoint
@@ -255,16 +256,22 @@ def test_newton_cg_follows_negative_curvature(x0):
     assert res.nit <= ref.nit, (res.nit, ref.nit)
 
 
-def test_newton_cg_below_the_noise_floor_stops_with_no_progress():
+def test_newton_cg_below_the_noise_floor_does_not_idle():
     # At the local minimizer near f = 3.99 the decrease a step could make is below the
-    # rounding of f, so Armijo cannot certify one; backtracking used to accept steps that
-    # left f unchanged and idled until max_iter (2,000 iterations).
+    # rounding of f. With Armijo, backtracking used to accept steps that left f unchanged
+    # and idled until max_iter (2,000 iterations); it now stops with NO_PROGRESS. The
+    # default strong-Wolfe search judges such steps by the derivative and reaches gtol.
     x0 = torch.tensor(SADDLE_REGION_START, dtype=D)
-    res = taylorch.minimize(rosenbrock, x0, method="newton-cg", gtol=1e-12, max_iter=2000)
-    assert res.fun == pytest.approx(3.98657911, abs=1e-8)
-    assert res.status == Status.NO_PROGRESS, res.message
-    assert res.nit < 200
-    assert torch.func.grad(rosenbrock)(res.x).abs().max() <= 1e-6
+    armijo = taylorch.minimize(
+        rosenbrock, x0, method="newton-cg", gtol=1e-12, max_iter=2000, line_search=Armijo()
+    )
+    assert armijo.status == Status.NO_PROGRESS, armijo.message
+    wolfe = taylorch.minimize(rosenbrock, x0, method="newton-cg", gtol=1e-12, max_iter=2000)
+    assert wolfe.status == Status.CONVERGED, wolfe.message
+    for res, gtol in ((armijo, 1e-6), (wolfe, 1e-12)):
+        assert res.fun == pytest.approx(3.98657911, abs=1e-8)
+        assert res.nit < 200
+        assert torch.func.grad(rosenbrock)(res.x).abs().max() <= gtol
 
 
 def test_dogleg_falls_back_to_cauchy_where_scipy_refuses():

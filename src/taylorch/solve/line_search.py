@@ -232,7 +232,10 @@ class StrongWolfe(RoundSearch):
     noise`` and ``g(x + t p).p <= (2 c1 - 1) g.p``, with ``noise = noise * |f|``
     (Hager-Zhang's default 1e-6; at least 100 eps of the dtype). The noise of
     ``f`` scales with the size of the terms that cancel in it, not with ``|f|``,
-    hence the generous default; the derivative conditions guard what it admits. Every problem keeps a bracket ``[lo, hi]``
+    hence the generous default; the derivative conditions guard what it admits.
+    Within that noise of ``f`` the plain Armijo test is not used at all: a
+    "decrease" there may be rounding at a point far past the line's minimizer.
+    Every problem keeps a bracket ``[lo, hi]``
     where ``lo`` is the best point with sufficient decrease so far; ``hi`` is
     ``+inf`` while the step is still being expanded. Trials come from the
     minimizer of the cubic through both ends (bisection when it is not
@@ -321,8 +324,13 @@ class StrongWolfe(RoundSearch):
         eps = torch.finfo(x.dtype).eps
         dt = dot(gt, p)
         # A non-finite trial has ft = +inf (see Objective): it fails every test below.
+        # Where f moved by less than its noise, the plain Armijo test reads that noise: a
+        # trial far past the line's minimizer "decreased" f by 1e-13, became lo, and the
+        # bracket closed around the wrong side. There the approximate test alone decides,
+        # by the derivative (Hager & Zhang's rule in that regime).
         armijo = ft <= torch.addcmul(f, t, s["armijo_rate"])
-        decrease = armijo | ((ft <= s["f_noisy"]) & (dt <= s["approx_slope"]))
+        flat = (ft - f).abs() <= s["noise"]
+        decrease = (armijo & ~flat) | ((ft <= s["f_noisy"]) & (dt <= s["approx_slope"]))
         good = pending & decrease & (ft <= lo_f + s["noise"])
         curvature = dt.abs() <= s["curvature_bound"]
         done = good & curvature

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from taylorch.solve.line_search import Armijo, LineSearch, StrongWolfe
+from taylorch.solve.line_search import LineSearch, StrongWolfe
 from taylorch.solve.methods.descent import DescentMethod, Direction
 from taylorch.solve.trust_region import (
     CG_ITERATIONS_PER_VARIABLE,
@@ -177,9 +177,9 @@ class NewtonCG(DescentMethod):
     Algorithm (Nocedal & Wright Alg. 7.1), per problem::
 
         solve H p = -g by CG from p = 0 until |H p + g| <= min(1/2, sqrt|g|) |g|
-            on d.H d <= 0: stop with the last iterate (at the first iteration,
-            with the steepest-descent step -(|g|^2 / |g.H g|) g)
-        x+ = x + t p                          # t from the line search
+            on d.H d <= 0: step from the last iterate along d (at the first
+            iteration: -(|g|^2 / |g.H g|) g; see truncated_cg)
+        x+ = x + t p                          # t from a strong-Wolfe search
 
     Cost per iteration: one gradient evaluation that keeps its graph, one HVP
     per CG iteration (at most ``cg_max_iter``, default ``20 n``) and the line
@@ -188,7 +188,10 @@ class NewtonCG(DescentMethod):
 
     Args:
         cg_max_iter: CG iterations per step.
-        line_search: the step rule (default ``Armijo()``).
+        line_search: the step rule (default ``StrongWolfe(c2=0.9)``, as scipy's
+            Newton-CG uses a Wolfe search: backtracking alone cannot lengthen a short
+            truncated step, and in float32 its value-only test stalls at the rounding
+            level of ``f`` far from gtol).
         lanczos_steps: Lanczos steps of the saddle-point test.
 
     Reference: R. S. Dembo and T. Steihaug, "Truncated-Newton algorithms for
@@ -211,7 +214,7 @@ class NewtonCG(DescentMethod):
             or lanczos_steps < 1
         ):
             raise ValueError(f"lanczos_steps must be a positive int, got {lanczos_steps!r}")
-        super().__init__(NewtonCGDirection(cg_max_iter), line_search or Armijo())
+        super().__init__(NewtonCGDirection(cg_max_iter), line_search or StrongWolfe(c2=0.9))
         self.lanczos_steps = lanczos_steps
 
     def confirm(self, objective, state, status):
