@@ -43,11 +43,13 @@ def test_reaches_closed_form_minimizer(name, options, dtype, atol):
 def test_armijo_stops_when_trials_no_longer_move_x():
     # Near a float32 minimizer the backtracking reaches steps t with x + t p == x; such a
     # "step" used to pass the decrease test (f == f), and gd then idled until max_iter.
+    # (Steps that f's values cannot judge but its slope can are taken while |g| still
+    # falls; the stall counter ends those.)
     a, b, x_star = spd_quadratic(6, seed=0, dtype=torch.float32, cond=30.0)
     res = taylorch.minimize(
         quadratic, torch.zeros(6), args=(a, b), method="gd", gtol=1e-7, max_iter=1000
     )
-    assert res.status == Status.NO_PROGRESS and res.nit < 100
+    assert res.status == Status.NO_PROGRESS and res.nit < 200
     torch.testing.assert_close(res.x, x_star, atol=1e-3, rtol=0)
 
 

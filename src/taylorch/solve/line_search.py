@@ -140,6 +140,10 @@ class Fixed(LineSearch):
         )
 
 
+#: Relative noise of ``f`` below which its changes are not trusted (Hager & Zhang's 1e-6).
+_NOISE = 1e-6
+
+
 class Armijo(RoundSearch):
     """Backtracking to sufficient decrease ``f(x + t p) <= f + c1 t <g, p>`` (and ``< f``).
 
@@ -147,7 +151,11 @@ class Armijo(RoundSearch):
     ``f``, ``<g, p>`` and the rejected value, kept within ``[0.1 t, 0.5 t]``
     (a non-finite value cuts the step to a tenth). With ``with_gradient``
     the gradient is evaluated with each value, so the accepted point needs no
-    extra call; without it only values are used (zeroth-order methods).
+    extra call, and where ``f`` moved by less than its noise (``1e-6 |f|``) a
+    decrease is judged by the derivative instead, ``g(x + t p).p <= (2 c1 - 1) g.p``
+    (the approximate Armijo condition of Hager & Zhang, SIAM J. Optim. 2005): below
+    that level values cannot show the decrease a gradient method still makes.
+    Without ``with_gradient`` only values are used (zeroth-order methods).
 
     Args:
         c1: sufficient-decrease constant in (0, 1).
@@ -178,6 +186,9 @@ class Armijo(RoundSearch):
         }
         if self.needs_gradient:
             search["gt"] = g
+            eps = torch.finfo(x.dtype).eps
+            search["noise"] = max(_NOISE, 100 * eps) * f.abs()
+            search["approx_slope"] = (2 * self.c1 - 1) * slope
         return search
 
     def advance(self, search, x, f, ft, gt):
@@ -187,7 +198,15 @@ class Armijo(RoundSearch):
         # bound rounds to f itself, and such steps let a solver idle until max_iter.
         moved = (_along(x, t, search["p"]) != x).any(dim=-1)
         armijo = ft <= torch.addcmul(f, t, search["armijo_rate"])
-        accept = pending & moved & armijo & (ft < f)
+        decrease = armijo & (ft < f)
+        if gt is not None:
+            # Below the noise of f its values cannot show a decrease; the derivative can
+            # (Hager & Zhang's approximate Armijo condition): f(x + t p) within the noise
+            # of f and the slope there still at most (2 c1 - 1) <g, p>.
+            dt = dot(gt, search["p"])
+            flat = (ft - f).abs() <= search["noise"]
+            decrease = decrease | (flat & (dt <= search["approx_slope"]))
+        accept = pending & moved & decrease
         rounds = search["rounds"] + 1
         pending = pending & ~accept & moved & (rounds < self.max_trials)
         out = {
@@ -262,7 +281,7 @@ class StrongWolfe(RoundSearch):
         c2: float = 0.9,
         max_trials: int = 25,
         expand: float = 4.0,
-        noise: float = 1e-6,
+        noise: float = _NOISE,
     ):
         if not 0 < c1 < c2 < 1:
             raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1}, c2={c2}")
