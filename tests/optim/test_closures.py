@@ -24,6 +24,19 @@ def dropout_problem(seed: int = 0):
     return model, X, Y
 
 
+def mse_closure(opt, model, X, Y, set_to_none: bool = True):
+    """The closure convention: zero the grads, the loss, backward when grads are on."""
+
+    def closure():
+        opt.zero_grad(set_to_none=set_to_none)
+        loss = ((model(X) - Y) ** 2).mean()
+        if torch.is_grad_enabled():
+            loss.backward()
+        return loss
+
+    return closure
+
+
 @pytest.mark.parametrize("case", MULTI_CALL, ids=MULTI_IDS)
 def test_every_closure_call_of_a_step_draws_the_same_random_numbers(case):
     model, X, Y = dropout_problem()
@@ -54,13 +67,7 @@ def test_every_closure_call_of_a_step_draws_the_same_random_numbers(case):
 def test_generator_after_steps_continues_the_one_call_stream():
     model, X, Y = dropout_problem()
     opt = optim.SLS(model.parameters(), lr=1.0)
-
-    def closure():
-        opt.zero_grad()
-        loss = ((model(X) - Y) ** 2).mean()
-        if torch.is_grad_enabled():
-            loss.backward()
-        return loss
+    closure = mse_closure(opt, model, X, Y)
 
     torch.manual_seed(7)
     for _ in range(3):
@@ -79,13 +86,7 @@ def test_sls_under_dropout_keeps_its_step_size():
     # compared different networks and tau collapsed (to ~1e-18 within 100 steps).
     model, X, Y = dropout_problem()
     opt = optim.SLS(model.parameters(), lr=1.0)
-
-    def closure():
-        opt.zero_grad()
-        loss = ((model(X) - Y) ** 2).mean()
-        if torch.is_grad_enabled():
-            loss.backward()
-        return loss
+    closure = mse_closure(opt, model, X, Y)
 
     first = float(closure().detach())
     for _ in range(100):
@@ -103,13 +104,7 @@ def test_sls_trials_do_not_lose_the_gradient_to_zero_grad(set_to_none):
     X = torch.randn(64, 10, dtype=torch.float64)
     Y = X.sum(dim=1, keepdim=True)
     opt = optim.SLS(model.parameters(), lr=10.0)
-
-    def closure():
-        opt.zero_grad(set_to_none=set_to_none)
-        loss = ((model(X) - Y) ** 2).mean()
-        if torch.is_grad_enabled():
-            loss.backward()
-        return loss
+    closure = mse_closure(opt, model, X, Y, set_to_none)
 
     for _ in range(20):
         opt.step(closure)
