@@ -348,3 +348,13 @@ def test_an_objective_unbounded_below_is_reported_as_such(name):
     res = taylorch.minimize(fun, torch.zeros(3, dtype=torch.float64), method=name, max_iter=500)
     assert res.status == Status.UNBOUNDED and not res.success, res.message
     assert res.fun < -1e20
+
+
+@pytest.mark.parametrize("name", ["bfgs", "l-bfgs", "cg", "newton", "newton-cg"])
+def test_a_linear_objective_is_found_unbounded_in_a_few_searches(name):
+    # f falls at the same rate all the way: the strong-Wolfe search expanded by 4 per
+    # round for 25 rounds, restarted short at every iteration, and these methods spent
+    # 15,000 evaluations reaching only -3e17 (MAX_ITER). The expansion now grows.
+    res = taylorch.minimize(lambda x: x.sum(), torch.zeros(3, dtype=torch.float64), method=name)
+    assert res.status == Status.UNBOUNDED, res.message
+    assert res.nfev <= 100

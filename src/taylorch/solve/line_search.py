@@ -270,7 +270,9 @@ class StrongWolfe(RoundSearch):
         c1: sufficient-decrease constant, ``0 < c1 < c2``.
         c2: curvature constant, ``c2 < 1`` (0.9 for quasi-Newton, 0.1 for CG).
         max_trials: rounds per search.
-        expand: factor by which an accepted but too short trial is extended.
+        expand: factor by which an accepted but too short trial is extended (for five
+            rounds; then by ``expand^(rounds - 4)``, so that a direction along which
+            ``f`` keeps falling, a linear or unbounded objective, is followed far).
         noise: relative error of ``f`` below which changes are not trusted.
     """
 
@@ -379,10 +381,15 @@ class StrongWolfe(RoundSearch):
             left &= ~closed
             collapsed = collapsed | (closed & ~done)
         if bool(left.any()):
+            # Expansion by `expand` for five rounds, then by growing powers of it: a
+            # direction along which f keeps falling at the same rate (a linear or
+            # unbounded objective) is followed to its end in a few rounds, not 25.
+            power = torch.clamp(rounds - 4, min=1).to(lo_t.dtype)
+            expanded = torch.clamp(lo_t * self.expand**power, max=torch.finfo(lo_t.dtype).max)
             t_next = torch.where(
                 hi_t < torch.inf,
                 _cubic_trial(lo_t, lo_f, lo_d, hi_t, hi_f, hi_d, s["rounding"]),
-                self.expand * lo_t,
+                expanded,
             )
             t = torch.where(left, t_next, t)
         return {
