@@ -295,6 +295,8 @@ def test_quiet_by_default(capsys):
         ({"method": "bfgs", "no_such_option": 1}, TypeError, "invalid options for method 'bfgs'"),
         ({"args": [1]}, TypeError, "args must be a tuple"),
         ({"x0": torch.ones(0, dtype=torch.float64)}, ValueError, "x0 must have at least one"),
+        ({"x0": torch.ones(2, dtype=torch.float16)}, ValueError, "x0 must be float32 or float64"),
+        ({"x0": torch.ones(2, dtype=torch.bfloat16)}, ValueError, "x0 must be float32 or float64"),
         (
             {"fun": lambda x: (x.double() ** 2).sum(), "x0": torch.ones(2)},
             ValueError,

@@ -101,6 +101,14 @@ def starting_point(
     if isinstance(x0, Result):
         x0 = x0.x
     check_point(x0, batched, name="x0")
+    if x0.dtype not in (torch.float32, torch.float64):
+        # Half precision: LAPACK has no float16/bfloat16 kernels on CPU (Cholesky, eigh,
+        # QR), and the stopping tests cannot resolve their defaults there (a simplex of
+        # equal-looking values passed for converged).
+        raise ValueError(
+            f"x0 must be float32 or float64 for the solvers, got {x0.dtype}; solve in "
+            "float32 (x0.float(), with fun computing in float32) and convert the result"
+        )
     if not isinstance(args, tuple):
         raise TypeError(f"args must be a tuple, got {type(args).__name__}")
     x = x0.detach().clone()
