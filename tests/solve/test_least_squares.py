@@ -356,8 +356,15 @@ def test_bad_options_raise():
         taylorch.least_squares(fun, x0, method="bfgs")
     with pytest.raises(ValueError, match="loss must be one of"):
         taylorch.least_squares(fun, x0, loss="l1")
-    with pytest.raises(ValueError, match="f_scale"):
-        taylorch.least_squares(fun, x0, loss="huber", f_scale=0.0)
+    for bad in (0.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="f_scale"):
+            taylorch.least_squares(fun, x0, loss="huber", f_scale=bad)
+    # any real scalar is a scale: numpy's float32 and a 0-d tensor used to be refused
+    same = [
+        taylorch.least_squares(fun, x0, loss="huber", f_scale=scale).x
+        for scale in (0.5, np.float32(0.5), torch.tensor(0.5))
+    ]
+    assert all(torch.equal(same[0], x) for x in same)
     with pytest.raises(ValueError, match="jac must be one of"):
         taylorch.least_squares(fun, x0, jac="numeric")
     with pytest.raises(ValueError, match="geodesic acceleration needs loss='linear'"):

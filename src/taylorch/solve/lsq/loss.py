@@ -22,6 +22,8 @@ adjustment: a modern synthesis", Vision Algorithms 1999, Sec. 3.3.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -77,7 +79,15 @@ class Loss:
     def __init__(self, name: str = "linear", f_scale: float = 1.0):
         if name not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")
-        if not isinstance(f_scale, (int, float)) or not f_scale > 0 or f_scale == float("inf"):
+        # Any real scalar: a Python number, a numpy scalar, a one-element tensor.
+        if isinstance(f_scale, Tensor) and f_scale.numel() == 1:
+            f_scale = f_scale.item()
+        if (
+            isinstance(f_scale, bool)
+            or not isinstance(f_scale, numbers.Real)
+            or not math.isfinite(f_scale)
+            or not f_scale > 0
+        ):
             raise ValueError(f"f_scale must be a finite number > 0, got {f_scale!r}")
         self.name = name
         self.f_scale = float(f_scale)
