@@ -76,6 +76,14 @@ class ResidualObjective(Objective):
         self.jac = jac
         self.lower, self.upper = lower, upper
         self.size: int | None = None  # m, fixed by the first evaluation
+        # Set by a method that asks for second directional derivatives (geodesic
+        # acceleration): the residual's graph at the last two points evaluated with a
+        # forward-mode Jacobian is kept, so r_vv there needs no call of the residual;
+        # each problem's last two such points are remembered, so that in a batch it is
+        # charged what it would pay alone (see second_directional).
+        self.keep_graphs = False
+        self._graphs: list[tuple[Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]] = []
+        self._seen: Tensor | None = None  # (2, B, n): each problem's last two points
 
     @property
     def bounded(self) -> bool:
@@ -134,6 +142,8 @@ class ResidualObjective(Objective):
         self._charge(mask, self.nfev)
         self._charge(mask, self.njev)
         r, jac = self._value_and_jacobian(x.detach())
+        if self.keep_graphs and self._forward(x):  # the graph at x is kept (alone, too)
+            self._remember(x, self.active if mask is None else mask & self.active)
         # A sum is finite iff every term is (barring overflow): one pass, no temporaries.
         ok = torch.isfinite(r.sum(dim=-1)) & torch.isfinite(jac.sum(dim=(-2, -1)))
         cost = self._cost(r, ok)
@@ -194,20 +204,33 @@ class ResidualObjective(Objective):
         in torch 2.13 the forward-over-forward mode it replaces ran elementwise
         products through Python decompositions (a 5-parameter NIST model:
         2.2 ms against 0.34 ms; 10,000 exponential fits: 20 ms against 14 ms).
-        Charged as one evaluation and one ``n_hvp``. Non-finite entries become zero.
+        Charged as one ``n_hvp``, and as one evaluation unless the residual's graph
+        at ``x`` is kept from its Jacobian there (``keep_graphs``): then no call of
+        the residual is made. Non-finite entries become zero.
         """
-        self._charge(mask, self.nfev)
+        kept = next((graph for point, graph in self._graphs if torch.equal(point, x)), None)
+        if self._seen is None:
+            self._charge(mask, self.nfev)
+        else:  # charged to the problems that did not evaluate x themselves just before
+            seen = (self._seen == x.detach()).all(dim=-1).any(dim=0)
+            self._charge(~seen if mask is None else mask & ~seen, self.nfev)
         self._charge(mask, self.n_hvp)
         with torch.enable_grad():
-            xr, out, seed, pulled = derivatives.linearization(self.residual_map, x)
-            (jv,) = torch.autograd.grad(pulled, seed, v.detach(), create_graph=True)
+            if kept is None:
+                kept = derivatives.linearization(self.residual_map, x)
+            xr, out, seed, pulled = kept
+            (jv,) = torch.autograd.grad(
+                pulled, seed, v.detach(), create_graph=True, retain_graph=True
+            )
             if not jv.requires_grad:  # J does not depend on x: the residual is affine
                 return torch.zeros_like(out)
             seed2 = torch.zeros_like(jv, requires_grad=True)
-            (dual,) = torch.autograd.grad(jv, xr, seed2, create_graph=True, allow_unused=True)
+            (dual,) = torch.autograd.grad(
+                jv, xr, seed2, create_graph=True, retain_graph=True, allow_unused=True
+            )
             if dual is None or not dual.requires_grad:
                 return torch.zeros_like(out)
-            (rvv,) = torch.autograd.grad(dual, seed2, v.detach())
+            (rvv,) = torch.autograd.grad(dual, seed2, v.detach(), retain_graph=True)
         return torch.where(torch.isfinite(rvv), rvv, torch.zeros_like(rvv))
 
     # -- a sub-batch ----------------------------------------------------------------------
@@ -237,31 +260,56 @@ class ResidualObjective(Objective):
             upper=None if self.upper is None else self.upper[rows],
         )
         sub.size = self.size
+        sub.keep_graphs = self.keep_graphs
         for name in ("nfev", "njev", "n_hvp"):
             getattr(sub, name).copy_(getattr(self, name)[rows])
+        if self._seen is not None:
+            sub._seen = self._seen[:, rows].clone()
         return sub
 
     def absorb(self, sub: ResidualObjective, rows: Tensor) -> None:
-        """Take back the counts of ``sub = self.restrict(rows, ...)``."""
+        """Take back the counts (and the points seen) of ``sub = self.restrict(rows, ...)``."""
         for name in ("nfev", "njev", "n_hvp"):
             getattr(self, name).index_copy_(0, rows, getattr(sub, name))
+        if sub._seen is not None:
+            if self._seen is None:
+                self._seen = torch.full(
+                    (2, *self.active.shape, sub._seen.shape[-1]),
+                    torch.nan,
+                    dtype=sub._seen.dtype,
+                    device=sub._seen.device,
+                )
+            self._seen[:, rows] = sub._seen
 
     # -- helpers ------------------------------------------------------------------------
+    def _remember(self, x: Tensor, rows: Tensor) -> None:
+        """Push ``x`` onto the last two points of the problems in ``rows``."""
+        x = x.detach()
+        if self._seen is None:
+            self._seen = torch.full((2, *x.shape), torch.nan, dtype=x.dtype, device=x.device)
+        rows = rows[:, None]
+        self._seen[1] = torch.where(rows, self._seen[0], self._seen[1])
+        self._seen[0] = torch.where(rows, x, self._seen[0])
+
     def _cost(self, r: Tensor, ok: Tensor) -> Tensor:
         cost = self.loss.cost(r)
         return torch.where(ok & torch.isfinite(cost), cost, torch.full_like(cost, torch.inf))
 
+    def _forward(self, x: Tensor) -> bool:
+        """Whether Jacobians are formed by columns (forward), else by rows (reverse)."""
+        if self.jac == "auto":
+            # Before the first call m is unknown: least squares and root finding have m >= n.
+            return self.size is None or self.size >= x.shape[-1]
+        return self.jac == "forward"
+
     def _value_and_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(r, J)`` from one traced call of the residual."""
-        n = x.shape[-1]
-        mode = self.jac
-        if mode == "auto":
-            # Before the first call m is unknown: least squares and root finding have m >= n.
-            mode = "forward" if self.size is None or self.size >= n else "reverse"
-        if mode == "forward":
+        if self._forward(x):
             with torch.enable_grad():
                 xr, out, seed, pulled = derivatives.linearization(self.residual_map, x)
                 jac = derivatives.jacobian_columns(xr, out, seed, pulled)
+            if self.keep_graphs:
+                self._graphs = [(x.detach().clone(), (xr, out, seed, pulled)), *self._graphs][:2]
             return out.detach(), jac.detach()
         with torch.enable_grad():
             out, pullback = vjp(self.residual_map, x)

@@ -13,8 +13,9 @@ One iteration, for every problem of the batch (Moré 1978; MINPACK ``lmder``)::
     accept x+ if rho >= 1e-4;  D = max(D, column norms of J(x+))
 
 The residual and its Jacobian come from one call at each trial point, so a
-step costs one evaluation (plus one for the geodesic acceleration, and one more
-linearization in matrix-free mode). The subproblem costs ``O(m n^2)`` for a QR
+step costs one evaluation (plus one linearization in matrix-free mode; the
+geodesic acceleration's second derivative runs backward passes through the graph
+kept from the evaluation at ``x``, no new call). The subproblem costs ``O(m n^2)`` for a QR
 factorization of ``[J | r]`` and ``O(n^3)`` for an SVD of its triangle
 (:class:`~taylorch.solve.lsq.model.GaussNewtonModel`), or CG iterations of two
 Jacobian products each (:class:`~taylorch.solve.lsq.operator_model.OperatorModel`).
@@ -22,7 +23,8 @@ Jacobian products each (:class:`~taylorch.solve.lsq.operator_model.OperatorModel
 With ``geodesic=True`` a step ``v`` that the radius holds back (``lambda > 0``)
 gets Transtrum & Sethna's second-order correction
 ``a = -(J_s^T J_s + lambda I)^-1 J_s^T r_vv`` (``r_vv`` the second directional
-derivative of the residual along ``v``, exact by forward-over-forward mode),
+derivative of the residual along ``v``, exact by backward passes through the
+residual's graph kept from the Jacobian at ``x``: no new call of the residual),
 kept when ``2 |a| <= alpha |v|``; the step is ``v + a / 2``, judged against the
 decrease the model predicts for ``v``. In a long curved valley this lets the
 radius grow along the valley instead of collapsing onto its curvature.
@@ -286,7 +288,7 @@ class LevenbergMarquardt(TrustRegionLSQ):
     Args:
         initial_radius: see :class:`TrustRegionLSQ`.
         geodesic: Transtrum & Sethna's geodesic acceleration of the steps the
-            radius holds back (one more residual evaluation for each); ``None``
+            radius holds back (backward passes through the kept graph); ``None``
             (default) applies it where it is defined -- the linear loss with a
             dense Jacobian -- and ``True`` insists (an error elsewhere).
         alpha: acceleration is kept only when ``2 |a| <= alpha |v|``.
@@ -333,6 +335,7 @@ class LevenbergMarquardt(TrustRegionLSQ):
             raise ValueError("geodesic acceleration needs loss='linear'")
         if self.geodesic and objective.jac == "matrix-free":
             raise ValueError("geodesic acceleration needs a dense Jacobian, not jac='matrix-free'")
+        objective.keep_graphs = self.accelerates(objective)
         return super().init(objective, x0)
 
     def subproblem(self, model, radius, memory):
