@@ -185,7 +185,9 @@ class TrustRegionLSQ(LeastSquaresSolver):
         s = d * (x_try - x)
         # The radius follows the method's step, not what the box left of it: a step cut
         # short by a bound says nothing about the model's accuracy at the step's length.
-        pnorm = torch.linalg.vector_norm(step, dim=-1)
+        # (Without bounds the two agree up to the rounding of x + step / d, and the step
+        # taken is MINPACK's choice.)
+        pnorm = torch.linalg.vector_norm(step if objective.bounded else s, dim=-1)
         if objective.bounded:
             for x_c in (
                 truncated_point(x, u, d, lower, upper),
