@@ -58,7 +58,8 @@ class SMB(Optimizer):
             x <- x + c_s s + c_g g + c_y y   with (c_s, c_g, c_y) from
                  <s,s>, <y,y>, <g,g>, <y,s>, <y,g>, <s,g> of that tensor
                  (in float64; a tensor whose model is degenerate in floating point,
-                 with non-finite coefficients, stays at x)
+                 with non-finite coefficients, stays at x, counted in
+                 ``optimizer.degenerate_models``)
 
     Each parameter tensor (a "group" in the paper's terms: one layer's weight or bias)
     gets its own model, hence its own step length and a direction that mixes ``s``,
@@ -94,6 +95,7 @@ class SMB(Optimizer):
             raise ValueError(f"eta must be in (0, 1], got {eta!r}")
         super().__init__(params, dict(lr=lr, c=c, eta=eta), nonfinite)
         self.model_steps = 0
+        self.degenerate_models = 0  # parameter tensors left in place by a degenerate model
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
@@ -155,6 +157,7 @@ class SMB(Optimizer):
         along_g = c_g - lr * c_s  # x = x0 + c_s s + c_g g + c_y y
         # A model degenerate in floating point (theta = 0): that tensor stays at x0.
         usable = torch.isfinite(along_g) & torch.isfinite(c_y)
+        self.degenerate_models += int((~usable).sum())
         along_g = torch.where(usable, along_g, 0.0)
         c_y = torch.where(usable, c_y, 0.0)
         torch._foreach_copy_(params, starts)
