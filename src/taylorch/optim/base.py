@@ -105,7 +105,8 @@ class SameRandomness:
     the start of a step, and told before every call, this rewinds the generators (CPU,
     and CUDA on the parameters' devices) so that every call draws the same numbers;
     :meth:`finish` then leaves them as after one call, so the training run's stream
-    moves on exactly as with a one-call optimizer.
+    moves on exactly as with a one-call optimizer. Used as a context manager, the
+    step's exit (a return or an exception alike) calls :meth:`finish`.
     """
 
     def __init__(self, params: Iterable[Tensor]) -> None:
@@ -135,6 +136,12 @@ class SameRandomness:
         """After the last call: the generators as the first call left them."""
         if self._after_first is not None:
             self._set(self._after_first)
+
+    def __enter__(self) -> SameRandomness:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.finish()
 
 
 class Optimizer(torch.optim.Optimizer):

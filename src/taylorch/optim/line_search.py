@@ -86,7 +86,10 @@ class SLS(Optimizer):
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = self._require_closure(closure)
-        rng = SameRandomness(p for group in self.param_groups for p in group["params"])
+        with SameRandomness(p for group in self.param_groups for p in group["params"]) as rng:
+            return self._step(closure, rng)
+
+    def _step(self, closure: Closure, rng: SameRandomness) -> Tensor:
         rng.before_call()
         loss = self._evaluate(closure, grad=True)
         work = [w for w in self._all_params_with_grad() if w[1]]
@@ -95,7 +98,6 @@ class SLS(Optimizer):
             or not self._loss_ok(loss)
             or not self._grads_ok([g for _, _, gs in work for g in gs])
         ):
-            rng.finish()
             return loss
         grad_sq = [
             float(torch.stack(torch._foreach_norm(gs)).double().square().sum()) for _, _, gs in work
@@ -131,7 +133,6 @@ class SLS(Optimizer):
                 for group, _, _ in work:
                     group["tau"] *= group["beta"]
         finally:
-            rng.finish()
             for (_, params, grads), x0 in zip(work, starts):
                 if not accepted:
                     torch._foreach_copy_(params, x0)

@@ -100,11 +100,8 @@ class SMB(Optimizer):
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = self._require_closure(closure)
-        rng = SameRandomness(p for group in self.param_groups for p in group["params"])
-        try:
+        with SameRandomness(p for group in self.param_groups for p in group["params"]) as rng:
             return self._step(closure, rng)
-        finally:
-            rng.finish()
 
     def _step(self, closure: Closure, rng: SameRandomness) -> Tensor:
         rng.before_call()

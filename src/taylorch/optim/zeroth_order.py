@@ -376,8 +376,7 @@ class _ZerothOrder(Optimizer):
         if any(g["eps"] != eps or g["n_queries"] != n for g in self.param_groups):
             raise ValueError("eps and n_queries must be the same in every param group")
         coeffs, first = [], None
-        rng = SameRandomness(self._trainable())
-        try:
+        with SameRandomness(self._trainable()) as rng:
             for q in range(n):
                 f_plus = self._loss_at(closures, 1.0, q, rng)
                 f_minus = self._loss_at(closures, -1.0, q, rng)
@@ -387,8 +386,6 @@ class _ZerothOrder(Optimizer):
                     self._reject("loss")
                     return torch.tensor(float("nan"))
                 coeffs.append((f_plus - f_minus) / (2 * eps))
-        finally:
-            rng.finish()
         self.last_projected_grads = coeffs
         for group, index, p, chunk, start in self._chunks():
             x = self._buffer("work", chunk.numel(), _compute_dtype(chunk.dtype), chunk.device)

@@ -144,6 +144,12 @@ class Fixed(LineSearch):
 _NOISE = 1e-6
 
 
+def _noise_level(f: Tensor, relative: float) -> Tensor:
+    """The change of ``f`` below which its values are not trusted: ``relative |f|``, and at
+    least 100 eps of it (rounding alone)."""
+    return max(relative, 100 * torch.finfo(f.dtype).eps) * f.abs()
+
+
 class Armijo(RoundSearch):
     """Backtracking to sufficient decrease ``f(x + t p) <= f + c1 t <g, p>`` (and ``< f``).
 
@@ -186,8 +192,7 @@ class Armijo(RoundSearch):
         }
         if self.needs_gradient:
             search["gt"] = g
-            eps = torch.finfo(x.dtype).eps
-            search["noise"] = max(_NOISE, 100 * eps) * f.abs()
+            search["noise"] = _noise_level(f, _NOISE)
             search["approx_slope"] = (2 * self.c1 - 1) * slope
         return search
 
@@ -301,7 +306,7 @@ class StrongWolfe(RoundSearch):
         # round is a few dozen small tensor operations for the whole batch.
         slope = dot(g, p)
         eps = torch.finfo(x.dtype).eps
-        noise = max(self.noise, 100 * eps) * f.abs()
+        noise = _noise_level(f, self.noise)
         inf = torch.full_like(f, torch.inf)
         no = torch.zeros_like(rows)
         return {
