@@ -29,14 +29,17 @@ class AdaBound(Optimizer):
         g <- g + wd * p                                   (L2; decoupled_weight_decay=False)
         m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
         a  = lr * sqrt(1 - b2^t) / (1 - b1^t)              (Adam's bias-corrected step)
-        f  = final_lr * lr / initial_lr                   (the SGD rate it tends to)
+        f  = final_lr * lr / base_lr                      (the SGD rate it tends to)
         eta = clip(a / (sqrt(v) + eps), f (1 - 1/(gamma t + 1)), f (1 + 1/(gamma t)))
         p <- p - eta * m
 
     The paper's algorithm also divides ``eta`` by ``sqrt(t)``; the authors' release
     (and this class, and the common peers) does not. ``decoupled_weight_decay=True``
     gives AdaBoundW: ``p <- (1 - lr wd) p`` instead of the L2 term. ``final_lr`` follows
-    LR schedulers through ``lr / initial_lr``.
+    LR schedulers through ``lr / base_lr``, where ``base_lr`` (kept in the param group)
+    is the group's lr at construction, as in the authors' code; schedulers that rewrite
+    ``initial_lr`` (OneCycleLR, CyclicLR) do not move it. A group built with ``lr=0`` (a
+    frozen backbone) takes as ``base_lr`` the first nonzero lr it trains with.
 
     Cost per step: one gradient, ~12 elementwise passes. Memory: two buffers per
     parameter (``exp_avg``, ``exp_avg_sq``).
@@ -77,7 +80,7 @@ class AdaBound(Optimizer):
         )
         super().__init__(params, defaults, nonfinite)
         for group in self.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+            group.setdefault("base_lr", group["lr"])
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor | None:
@@ -96,8 +99,9 @@ class AdaBound(Optimizer):
     def _update(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor]) -> None:
         beta1, beta2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
-        base = group.setdefault("initial_lr", lr)  # a group added after construction
-        final_lr = group["final_lr"] * lr / base if base > 0 else 0.0
+        if not group.get("base_lr"):  # a group added later, or built with lr = 0
+            group["base_lr"] = lr
+        final_lr = group["final_lr"] * lr / group["base_lr"] if lr > 0 else 0.0
         ms, vs, steps = [], [], []
         for p in params:
             state = self.state[p]

@@ -168,15 +168,34 @@ class Optimizer(torch.optim.Optimizer):
     #: whether the update rule is defined for complex parameters
     supports_complex = True
 
+    def __getstate__(self) -> dict[str, Any]:
+        """torch's state plus every attribute a taylorch optimizer sets itself.
+
+        ``torch.optim.Optimizer.__getstate__`` keeps ``defaults``, ``state`` and
+        ``param_groups`` only, so a deep copy or an unpickled optimizer would lack the
+        non-finite policy, the zeroth-order noise generators, etc. Hooks stay out, as
+        in torch (they may be unpicklable closures); ``__setstate__`` recreates them.
+        """
+        state = super().__getstate__()
+        for key, value in self.__dict__.items():
+            if key not in state and not key.startswith("_optimizer_"):
+                state[key] = value
+        return state
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        if not self.supports_complex:
-            for p in self.param_groups[-1]["params"]:
-                if p.is_complex():
-                    raise ValueError(
-                        f"{type(self).__name__} does not support complex parameters (got one "
-                        f"of shape {tuple(p.shape)}); optimize torch.view_as_real of it instead"
-                    )
+        params = param_group.get("params")
+        params = [params] if isinstance(params, Tensor) else list(params or ())
+        for p in params:  # checked before the group is added: a refused group leaves no trace
+            self.check_param(p)
+        super().add_param_group({**param_group, "params": params})
+
+    def check_param(self, p: Tensor) -> None:
+        """Raise ``ValueError`` for a parameter this optimizer cannot train."""
+        if not self.supports_complex and isinstance(p, Tensor) and p.is_complex():
+            raise ValueError(
+                f"{type(self).__name__} does not support complex parameters (got one "
+                f"of shape {tuple(p.shape)}); optimize torch.view_as_real of it instead"
+            )
 
     def state_dtype(self, p: Tensor) -> torch.dtype:
         """The dtype of ``p``'s floating state (its own unless a subclass keeps it wider)."""
@@ -202,6 +221,7 @@ class Optimizer(torch.optim.Optimizer):
                     if key != "step" and isinstance(value, Tensor) and value.is_floating_point():
                         kept[gi, pi, key] = entries.pop(key)
                 state[pid] = entries
+        _check_state_shapes(self.param_groups, state_dict["param_groups"], kept)
         super().load_state_dict({**state_dict, "state": state})
         for (gi, pi, key), value in kept.items():
             p = self.param_groups[gi]["params"][pi]
@@ -239,7 +259,15 @@ class Optimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _evaluate(closure: Closure, grad: bool) -> Tensor:
-        """Run ``closure`` with or without autograd; return its loss, globally averaged."""
+        """Run ``closure`` with or without autograd; return its loss, globally averaged.
+
+        Inside an autocast region torch caches the low-precision copy of each leaf
+        weight until the region ends: a step whose calls see moved weights (trials,
+        perturbations) would reuse the copies of the first call. The cache is
+        cleared before every call.
+        """
+        if torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu"):
+            torch.clear_autocast_cache()
         with torch.set_grad_enabled(grad):
             loss = closure()
         if not isinstance(loss, Tensor) or loss.numel() != 1:
@@ -253,3 +281,26 @@ class Optimizer(torch.optim.Optimizer):
                 "(and calls backward when torch.is_grad_enabled())"
             )
         return closure
+
+
+def _check_state_shapes(
+    groups: list[dict[str, Any]], saved_groups: list[dict[str, Any]], kept: dict
+) -> None:
+    """Raise ``ValueError`` where saved floating state does not fit its parameter.
+
+    torch maps saved state to parameters by position; a checkpoint of other
+    parameters (or of groups given in another order) would otherwise load a
+    bias's moments into a matrix's slot, where an update rule that creates missing
+    state could silently start afresh. Every floating per-parameter state of a
+    taylorch optimizer has its parameter's shape (or is a scalar).
+    """
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in saved_groups]:
+        return  # torch's own load_state_dict names this mismatch
+    for (gi, pi, key), value in kept.items():
+        p = groups[gi]["params"][pi]
+        if value.ndim > 0 and value.shape != p.shape:
+            raise ValueError(
+                f"state {key!r} of shape {tuple(value.shape)} (group {gi}, parameter {pi}) "
+                f"does not fit that parameter, of shape {tuple(p.shape)}: the checkpoint's "
+                "param groups do not match this optimizer's (another order or other parameters)"
+            )

@@ -127,12 +127,18 @@ class SMB(Optimizer):
             * float(torch.stack(norms[i : i + len(ps)]).double().square().sum())
             for i, (group, ps, _) in zip(_offsets(work), work)
         )
-        rng.before_call()
-        trial = float(self._evaluate(closure, grad=False))
-        if trial <= float(loss) - decrease or decrease == 0.0:
-            return loss
-        rng.before_call()
-        self._evaluate(closure, grad=True)
+        try:  # a closure that raises leaves the parameters where the step found them
+            rng.before_call()
+            trial = float(self._evaluate(closure, grad=False))
+            if trial <= float(loss) - decrease or decrease == 0.0:
+                return loss
+            for p in params:  # g is kept in grads; a closure that does not zero them adds
+                p.grad = None
+            rng.before_call()
+            self._evaluate(closure, grad=True)
+        except BaseException:
+            torch._foreach_copy_(params, starts)
+            raise
         trial_grads = [p.grad for p in params]
         if any(g is None for g in trial_grads) or not all_finite(trial_grads):
             torch._foreach_copy_(params, starts)

@@ -29,7 +29,7 @@ class SPS(Optimizer):
 
         f, g = closure()                                   (loss and gradient of the batch)
         d <- beta d + g                                    (d = g when momentum = 0)
-        gamma = min(lr, (f - f_star)_+ / (c ||d||^2))      (||d|| over all groups)
+        gamma = min(lr, (f - f_star)_+ / (c ||d||^2))      (||d|| over the groups with lr > 0)
         p <- (1 - gamma wd) p - gamma d                    (gamma capped by each group's lr)
 
     ``momentum=0`` is SPS-max (Loizou et al. 2021; ``c = 1/2``, ``lr`` is the cap
@@ -91,7 +91,10 @@ class SPS(Optimizer):
             for bs, gs in group_by_device_dtype(bufs, grads).values():
                 heavy_ball_(bs, gs, group["momentum"])
             directions.append(bufs)
-        sq = [torch._foreach_norm(ds) for ds in directions if ds]
+        # A group with lr = 0 (a frozen backbone) does not move: its direction is not
+        # part of the step whose length the Polyak rule sets.
+        moving = [ds for (group, _, _), ds in zip(work, directions) if ds and group["lr"] > 0]
+        sq = [torch._foreach_norm(ds) for ds in moving]
         norm_sq = sum(float(torch.stack(n).double().square().sum()) for n in sq)
         self.last_step_size = []
         for (group, params, _), ds in zip(work, directions):

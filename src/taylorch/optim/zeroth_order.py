@@ -301,8 +301,6 @@ class _ZerothOrder(Optimizer):
                 index += 1
                 if not p.requires_grad:
                     continue
-                if not p.is_contiguous():
-                    raise ValueError(f"{type(self).__name__} needs contiguous parameters")
                 flat = p.detach().view(-1)
                 for start in range(0, flat.numel(), self.chunk_size):
                     yield group, index, p, flat[start : start + self.chunk_size], start
@@ -375,6 +373,8 @@ class _ZerothOrder(Optimizer):
         eps, n = self.param_groups[0]["eps"], self.param_groups[0]["n_queries"]
         if any(g["eps"] != eps or g["n_queries"] != n for g in self.param_groups):
             raise ValueError("eps and n_queries must be the same in every param group")
+        for p in self._trainable():  # before anything moves (a layout may change after __init__)
+            self.check_param(p)
         coeffs, first = [], None
         with SameRandomness(self._trainable()) as rng:
             for q in range(n):
@@ -398,6 +398,16 @@ class _ZerothOrder(Optimizer):
         for group in self.param_groups:
             group["step"] += 1
         return torch.tensor(first)
+
+    def check_param(self, p: Tensor) -> None:
+        super().check_param(p)
+        if p.requires_grad and not p.is_contiguous():
+            raise ValueError(
+                f"{type(self).__name__} needs contiguous parameters (got one of shape "
+                f"{tuple(p.shape)} and strides {p.stride()}, e.g. from channels_last): it "
+                "perturbs each parameter through a flat view (convert the model back with "
+                "model.to(memory_format=torch.contiguous_format))"
+            )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
