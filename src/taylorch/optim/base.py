@@ -184,10 +184,15 @@ class Optimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         params = param_group.get("params")
-        params = [params] if isinstance(params, Tensor) else list(params or ())
-        for p in params:  # checked before the group is added: a refused group leaves no trace
-            self.check_param(p)
-        super().add_param_group({**param_group, "params": params})
+        if isinstance(params, Tensor):
+            params = [params]
+        elif params is not None and not isinstance(params, set):  # torch refuses sets itself
+            params = list(params)  # a generator is read once: here
+            for p in params:  # checked before the group is added: a refused one leaves no trace
+                self.check_param(p)
+        if "params" in param_group:
+            param_group = {**param_group, "params": params}
+        super().add_param_group(param_group)
 
     def check_param(self, p: Tensor) -> None:
         """Raise ``ValueError`` for a parameter this optimizer cannot train."""
