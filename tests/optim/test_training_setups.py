@@ -227,3 +227,10 @@ def test_polyak_step_ignores_groups_with_lr_zero(cls):
         runs.append(snapshot(head.parameters()))
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_param_groups_as_sets_are_refused_as_torch_refuses_them(case):
+    problem = ToyProblem()
+    with pytest.raises(TypeError, match="ordered collections"):
+        case.make([{"params": set(problem.params())}])
