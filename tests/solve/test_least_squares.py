@@ -601,3 +601,42 @@ def test_curve_fit_rejects_data_that_only_broadcast_against_the_model():
         taylorch.curve_fit(
             lambda t, a, b, c: a * torch.exp(-b * t) + c, t, y[:, None], torch.ones(3, dtype=F64)
         )
+
+
+def extended_powell(x):
+    """Extended Powell singular (MGH 22): zero residual at x* = 0, where J is singular."""
+    a, b, c, d = x[0::4], x[1::4], x[2::4], x[3::4]
+    parts = [a + 10 * b, math.sqrt(5) * (c - d), (b - 2 * c) ** 2, math.sqrt(10) * (a - d) ** 2]
+    return torch.stack(parts, -1).reshape(-1)
+
+
+@pytest.mark.parametrize("method", ["lm", "dogleg"])
+def test_zero_residual_singular_problem_stops_at_the_rounding_floor(method):
+    """Steps that move f only by its rounding error end the solve: scipy's lm (MINPACK)
+    stops there, while the relative ftol test alone never fires as f -> 0 with x."""
+    x0 = torch.tensor([3.0, -1.0, 0.0, 1.0] * 5, dtype=F64)
+    res = taylorch.least_squares(extended_powell, x0, method=method)
+    ref = scipy.optimize.least_squares(
+        lambda x: extended_powell(torch.from_numpy(x)).numpy(),
+        x0.numpy(),
+        jac=lambda x: torch.func.jacfwd(extended_powell)(torch.from_numpy(x)).numpy(),
+        method="lm",
+    )
+    assert res.status == Status.SMALL_STEP
+    assert float(res.cost) < 1e-50 and float(res.x.abs().max()) < 1e-12
+    assert res.nfev <= 2 * ref.nfev
+
+
+def test_a_nonzero_residual_fit_still_converges_to_full_accuracy():
+    """The rounding-floor test must not end a noisy fit early: it applies only where
+    the residual is zero to half the working precision, so this fit still ends with a
+    cosine of 4e-12 between r and the columns of J (scipy trf at tolerance 1e-15
+    stops at 7e-9 here)."""
+    t, y = decay_data()
+    fun = decay_residual(t, y)
+    res = taylorch.least_squares(fun, torch.ones(3, dtype=F64))
+    jac, r = torch.func.jacfwd(fun)(res.x), fun(res.x)
+    cosine = (jac.T @ r).abs() / (
+        torch.linalg.vector_norm(jac, dim=0) * torch.linalg.vector_norm(r)
+    )
+    assert res.success and float(cosine.max()) < 1e-10

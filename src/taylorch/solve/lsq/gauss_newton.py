@@ -53,7 +53,13 @@ class GaussNewton(LeastSquaresSolver):
     def step(self, objective: ResidualObjective, state: State) -> State:
         mem = state.memory
         lin = Linearization(
-            state.f, state.g, mem["rfac"], mem["qtr"], mem["rmax"], mem["optimality"]
+            state.f,
+            state.g,
+            mem["rfac"],
+            mem["qtr"],
+            mem["rmax"],
+            mem["optimality"],
+            mem.get("noise"),
         )
         d = initial_scales(lin.column_norms())
         model = GaussNewtonModel(mem["rfac"], mem["qtr"], d)
