@@ -269,10 +269,9 @@ class Optimizer(torch.optim.Optimizer):
         Inside an autocast region torch caches the low-precision copy of each leaf
         weight until the region ends: a step whose calls see moved weights (trials,
         perturbations) would reuse the copies of the first call. The cache is
-        cleared before every call.
+        cleared before every call (on any device; outside autocast it is empty).
         """
-        if torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu"):
-            torch.clear_autocast_cache()
+        torch.clear_autocast_cache()
         with torch.set_grad_enabled(grad):
             loss = closure()
         if not isinstance(loss, Tensor) or loss.numel() != 1:
