@@ -640,3 +640,33 @@ def test_a_nonzero_residual_fit_still_converges_to_full_accuracy():
         torch.linalg.vector_norm(jac, dim=0) * torch.linalg.vector_norm(r)
     )
     assert res.success and float(cosine.max()) < 1e-10
+
+
+@pytest.mark.parametrize("loss", ["huber", "cauchy"])
+def test_robust_loss_gradient_test_reads_the_true_gradient(loss):
+    """Outliers get a rescaling weight clamped at eps (Huber's zero curvature, Cauchy's
+    negative one); the optimality cosine must still measure J^T (rho' r), so that a
+    user's gtol ends the fit at scipy's minimum, not three evaluations in."""
+    t = torch.linspace(-5, 5, 80, dtype=F64)
+    g = torch.Generator().manual_seed(0)
+
+    def lorentzian(p):
+        return p[0] * p[2] ** 2 / ((t - p[1]) ** 2 + p[2] ** 2) + p[3]
+
+    y = lorentzian(torch.tensor([5.0, 0.7, 0.4, 0.2], dtype=F64))
+    y = y + 0.05 * torch.randn(80, generator=g, dtype=F64)
+    y[::10] += 2.0  # 10% outliers
+    x0 = torch.tensor([4.0, 0.5, 0.5, 0.0], dtype=F64)
+    res = taylorch.least_squares(lambda p: lorentzian(p) - y, x0, loss=loss, f_scale=0.1, gtol=1e-8)
+    ref = scipy.optimize.least_squares(
+        lambda p: (lorentzian(torch.from_numpy(p)) - y).numpy(),
+        x0.numpy(),
+        loss=loss,
+        f_scale=0.1,
+        ftol=1e-15,
+        xtol=1e-15,
+        gtol=1e-15,
+    )
+    assert res.success
+    assert float(res.cost) == pytest.approx(ref.cost, rel=1e-9)
+    assert float(res.grad.norm()) < 1e-6

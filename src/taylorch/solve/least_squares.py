@@ -11,7 +11,7 @@ from torch import Tensor
 from taylorch.solve import iterate
 from taylorch.solve.api import resolve_budget, resolve_tolerances, starting_point
 from taylorch.solve.lsq import LSQ_METHODS, LeastSquaresSolver, Loss, ResidualObjective
-from taylorch.solve.lsq.base import optimality
+from taylorch.solve.lsq.base import gradient_scale, optimality
 from taylorch.solve.lsq.covariance import covariance
 from taylorch.solve.lsq.objective import JacobianMode
 from taylorch.solve.methods.base import Solver
@@ -206,7 +206,7 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
                 x,
                 cost,
                 g,
-                norms * torch.linalg.vector_norm(r_eff, dim=-1, keepdim=True),
+                gradient_scale(r_eff, root_w, jac, norms),
                 objective,
                 norms,
             ),

@@ -43,6 +43,7 @@ from taylorch.solve.result import Status
 __all__ = [
     "LeastSquaresSolver",
     "Linearization",
+    "gradient_scale",
     "initial_scales",
     "linearize",
     "put_rows",
@@ -92,8 +93,15 @@ def linearize(
     """Evaluate ``r`` and ``J`` at ``x`` (one call) and reduce them to a :class:`Linearization`.
 
     Cost: the evaluation plus one Householder QR of the ``m x (n + 1)`` matrix ``[J | r]``.
+    With a robust loss ``r`` and ``J`` are the rescaled ones; the optimality cosine then
+    reads the gradient ``J^T (rho' r)`` against ``|J_j| |rho' r|`` of the raw ``J``: the
+    rescaled vectors carry a weight clamped at ``eps`` for outliers (Huber's zero
+    curvature, Cauchy's negative one), which would shrink the cosine by up to
+    ``1 / sqrt(eps)`` and let a user's ``gtol`` pass far from a minimum.
     """
-    f, r, jac = objective.residual_and_jacobian(x, mask=mask)
+    f, raw_r, raw_jac = objective.residual_and_jacobian(x, mask=mask, raw=True)
+    r, root_w = objective.loss.effective(raw_r)
+    jac = raw_jac if root_w is None else root_w[..., None] * raw_jac
     noise = None
     if objective.loss.is_linear:
         # The rounding error of f = |r|^2 / 2: each |r_i| times the bound of r_i's
@@ -113,17 +121,29 @@ def linearize(
     rfac, qtr = tri[..., :n], tri[..., n]
     g = (rfac.mT @ qtr[..., None])[..., 0]
     norms = torch.linalg.vector_norm(rfac, dim=-2)
-    rnorm = torch.linalg.vector_norm(r, dim=-1)
+    scale = gradient_scale(r, root_w, raw_jac, norms)
     return Linearization(
         f=f,
         g=g,
         rfac=rfac,
         qtr=qtr,
         rmax=r.abs().amax(dim=-1),
-        optimality=optimality(x, f, g, norms * rnorm[:, None], objective, norms),
+        optimality=optimality(x, f, g, scale, objective, norms),
         noise=noise,
         jac=jac if keep_jacobian else None,
     )
+
+
+def gradient_scale(r: Tensor, root_w: Tensor | None, raw_jac: Tensor, norms: Tensor) -> Tensor:
+    """``|J_j| |rho' r|`` per column: the scale of the optimality cosine (see :func:`linearize`).
+
+    ``r`` is the rescaled residual, ``root_w`` the loss's rescaling (``None``: linear),
+    ``norms`` the column norms of the rescaled Jacobian (used for the linear loss).
+    """
+    if root_w is None:
+        return norms * torch.linalg.vector_norm(r, dim=-1)[:, None]
+    pulled = torch.linalg.vector_norm(root_w * r, dim=-1)  # root_w r_eff = rho' r
+    return torch.linalg.vector_norm(raw_jac, dim=-2) * pulled[:, None]
 
 
 def take_rows(state: State, rows: Tensor) -> State:
