@@ -202,3 +202,16 @@ def test_a_small_residual_is_not_a_root_while_newton_says_it_is_far(method):
     assert not none.success
     triple = taylorch.root(lambda x: (x - 1) ** 3, torch.tensor([3.0], dtype=F64), method=method)
     assert triple.success and abs(float(triple.x) - 1) <= 1e-7
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_converged_root_says_which_test_it_passed(batched):
+    def fun(x):
+        return x**3 - torch.tensor([8.0, 27.0], dtype=x.dtype)
+
+    x0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    res = taylorch.root(fun, x0[None] if batched else x0, method="newton", batched=batched)
+    message = res.message[0] if batched else res.message
+    assert bool(res.success if not batched else res.success.all())
+    assert "|F(x)|" in message and "gtol" not in message
+    torch.testing.assert_close(res.x.reshape(-1), torch.tensor([2.0, 3.0], dtype=torch.float64))

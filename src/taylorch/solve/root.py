@@ -14,7 +14,7 @@ from taylorch.solve.least_squares import resolve_solver
 from taylorch.solve.lsq import LeastSquaresSolver, ResidualObjective
 from taylorch.solve.lsq.objective import JacobianMode
 from taylorch.solve.methods.base import Solver
-from taylorch.solve.result import Result
+from taylorch.solve.result import Result, Status
 from taylorch.solve.rootfind import ROOT_METHODS, AsRoot, RootSolver
 
 __all__ = ["fixed_point", "root"]
@@ -129,9 +129,18 @@ def fixed_point(
     return root(gap, x0, method=method, args=args, batched=batched, **options)
 
 
+_CONVERGED = "Converged: max |F(x)| is within tol."
+
+
 def _residuals(result: Result, objective: ResidualObjective) -> Result:
-    """Add ``residuals = F(x)`` at the returned point (one uncounted evaluation)."""
+    """Add ``residuals = F(x)`` at the returned point (one uncounted evaluation), and say
+    what a root's convergence test is (the generic message speaks of ``gtol``)."""
     x = result.x if objective.batched else result.x[None]
     _, r = objective.residual(x, mask=torch.zeros_like(objective.active))
     result.extra["residuals"] = r if objective.batched else r[0]
+    generic = Status.CONVERGED.message
+    if objective.batched:
+        result.message = [_CONVERGED if m == generic else m for m in result.message]
+    elif result.message == generic:
+        result.message = _CONVERGED
     return result
