@@ -670,3 +670,27 @@ def test_robust_loss_gradient_test_reads_the_true_gradient(loss):
     assert res.success
     assert float(res.cost) == pytest.approx(ref.cost, rel=1e-9)
     assert float(res.grad.norm()) < 1e-6
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-9])
+def test_covariance_does_not_depend_on_the_parameters_units(scale):
+    """A rate in 1/s or in 1/Gs: the same well-posed fit, float32; the rank test reads
+    the column-scaled Jacobian, so the standard errors scale with the unit (scipy's)."""
+    t = torch.linspace(0, 1000, 50, dtype=F64)
+    g = torch.Generator().manual_seed(0)
+    y = 2.0 * torch.exp(-0.003 * t) + 0.5 + 0.01 * torch.randn(50, generator=g, dtype=F64)
+
+    def model(t, a, k, c):
+        return a * torch.exp(-(k * scale) * t) + c
+
+    p0 = torch.tensor([1.0, 0.001 / scale, 0.0], dtype=torch.float32)
+    _, pcov = taylorch.curve_fit(model, t.float(), y.float(), p0)
+    _, ref = scipy.optimize.curve_fit(
+        lambda t, a, k, c: a * np.exp(-(k * scale) * t) + c,
+        t.numpy(),
+        y.numpy(),
+        p0.double().numpy(),
+    )
+    np.testing.assert_allclose(
+        pcov.diagonal().sqrt().double().numpy(), np.sqrt(np.diag(ref)), rtol=1e-3
+    )

@@ -8,12 +8,14 @@ and Its Applications*, 1988, Sec. 2.3; NIST StRD certifies the same)::
     stderr = sqrt(diag(pcov))
 
 from the SVD ``R = U diag(sigma) V^T`` of the triangle of a QR factorization
-``J = Q R`` (the singular values and ``V`` of ``J`` itself), which avoids forming
-``J^T J``; the QR reduces each tall ``J`` to ``min(m, n)`` rows first, so the
-SVD costs ``O(n^3)`` whatever ``m``.
-Where ``J`` is numerically rank-deficient (``sigma_min <= eps max(m, n) sigma_max``)
-some parameter combination is not determined by the data and the whole
-covariance is ``inf``; so it is when ``m <= n``. Cost ``O(m n^2)`` per problem.
+``J D^-1 = Q R``, ``D`` the column norms of ``J`` (``(J^T J)^-1 = D^-1 V diag(1 /
+sigma^2) V^T D^-1``), which avoids forming ``J^T J``; the QR reduces each tall ``J``
+to ``min(m, n)`` rows first, so the SVD costs ``O(n^3)`` whatever ``m``. Where the
+column-scaled ``J`` is numerically rank-deficient (``sigma_min <= eps max(m, n)
+sigma_max``) some parameter combination is not determined by the data and the whole
+covariance is ``inf``; so it is when ``m <= n``. The scaling makes that test
+independent of the parameters' units (a rate in 1/s or in 1/Gs). Cost ``O(m n^2)``
+per problem.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ def covariance(jac: Tensor, cost: Tensor, *, absolute: bool = False) -> tuple[Te
     known standard deviations and ``s^2 = 1`` (scipy's ``absolute_sigma``).
     """
     m, n = jac.shape[-2:]
-    tri = torch.geqrf(jac)[0][..., : min(m, n), :].triu()
+    norms = torch.linalg.vector_norm(jac, dim=-2)
+    d = torch.where(norms > 0, norms, torch.ones_like(norms))  # a zero column stays zero
+    tri = torch.geqrf(jac / d[..., None, :])[0][..., : min(m, n), :].triu()
     _, sv, vh = torch.linalg.svd(tri, full_matrices=False)
     eps = torch.finfo(jac.dtype).eps
     rank_ok = sv[..., -1] > eps * max(m, n) * sv[..., 0]
     inv = 1 / torch.where(sv > 0, sv, 1.0) ** 2
-    pcov = (vh.mT * inv[..., None, :]) @ vh
+    pcov = (vh.mT * inv[..., None, :]) @ vh / (d[..., :, None] * d[..., None, :])
     if absolute:
         s2 = torch.ones_like(cost)
     else:
