@@ -193,8 +193,7 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
         result.jac = None
     else:
         cost, r, jac = objective.residual_and_jacobian(x, mask=none, raw=True)
-        r_eff, root_w = objective.loss.effective(r)
-        j_eff = jac if root_w is None else root_w[..., None] * jac
+        r_eff, j_eff, root_w = objective.loss.rescale(r, jac)
         pcov, stderr = covariance(j_eff, cost)
         g = (j_eff.mT @ r_eff[..., None])[..., 0]
         norms = torch.linalg.vector_norm(j_eff, dim=-2)

@@ -133,14 +133,16 @@ _CONVERGED = "Converged: max |F(x)| is within tol."
 
 
 def _residuals(result: Result, objective: ResidualObjective) -> Result:
-    """Add ``residuals = F(x)`` at the returned point (one uncounted evaluation), and say
-    what a root's convergence test is (the generic message speaks of ``gtol``)."""
+    """Add ``residuals = F(x)`` at the returned point (one uncounted evaluation); a converged
+    root's message names root's test (the generic one speaks of ``gtol``)."""
     x = result.x if objective.batched else result.x[None]
     _, r = objective.residual(x, mask=torch.zeros_like(objective.active))
     result.extra["residuals"] = r if objective.batched else r[0]
-    generic = Status.CONVERGED.message
     if objective.batched:
-        result.message = [_CONVERGED if m == generic else m for m in result.message]
-    elif result.message == generic:
+        codes = result.status.tolist()
+        result.message = [
+            _CONVERGED if c == Status.CONVERGED else m for c, m in zip(codes, result.message)
+        ]
+    elif result.status == Status.CONVERGED:
         result.message = _CONVERGED
     return result

@@ -100,8 +100,7 @@ def linearize(
     ``1 / sqrt(eps)`` and let a user's ``gtol`` pass far from a minimum.
     """
     f, raw_r, raw_jac = objective.residual_and_jacobian(x, mask=mask, raw=True)
-    r, root_w = objective.loss.effective(raw_r)
-    jac = raw_jac if root_w is None else root_w[..., None] * raw_jac
+    r, jac, root_w = objective.loss.rescale(raw_r, raw_jac)
     noise = None
     if objective.loss.is_linear:
         # The rounding error of f = |r|^2 / 2: each |r_i| times the bound of r_i's

@@ -118,5 +118,10 @@ class Loss:
         d1, root_w = self.weights(r)
         return d1 * r / root_w, root_w
 
+    def rescale(self, r: Tensor, jac: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(r_eff, J_eff, sqrt(w))``: :meth:`effective` with the Jacobian rows rescaled too."""
+        r_eff, root_w = self.effective(r)
+        return r_eff, jac if root_w is None else root_w[..., None] * jac, root_w
+
     def __repr__(self) -> str:
         return f"Loss({self.name!r}, f_scale={self.f_scale})"

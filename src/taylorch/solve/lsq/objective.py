@@ -152,8 +152,8 @@ class ResidualObjective(Objective):
             jac = torch.where(ok[:, None, None], jac, torch.zeros_like(jac))
         if raw:
             return cost, r, jac
-        r_eff, root_w = self.loss.effective(r)
-        return cost, r_eff, jac if root_w is None else root_w[..., None] * jac
+        r_eff, jac_eff, _ = self.loss.rescale(r, jac)
+        return cost, r_eff, jac_eff
 
     def linearize(
         self, x: Tensor, mask: Tensor | None = None
