@@ -70,7 +70,9 @@ def where_rows(rows: Tensor, new: Tensor | None, old: Tensor | None) -> Tensor |
     in place on those rows only (``new is old``) or a missing one is kept as it is."""
     if new is None or old is None or new is old:
         return new
-    return torch.where(rows.reshape(rows.shape + (1,) * (new.ndim - 1)), new, old)
+    if new.ndim > 1:  # a reshape costs as much as a where on the (B,) entries
+        rows = rows.reshape(rows.shape + (1,) * (new.ndim - 1))
+    return torch.where(rows, new, old)
 
 
 def masked_update(mask: Tensor, new: State, old: State) -> State:
