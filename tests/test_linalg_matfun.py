@@ -155,6 +155,50 @@ def test_inverse_root_singular_matrix_with_ridge_is_finite():
 
 
 @pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [(torch.float16, 3e4), (torch.float32, 1e-24), (torch.float32, 1e20), (torch.bfloat16, 1e-24)],
+)
+@pytest.mark.parametrize("method", ["newton_schulz", "polar_express"])
+def test_polar_factor_of_finite_matrices_at_the_edges_of_the_range(dtype, scale, method):
+    # ||G||_F of these overflows (or its square underflows) in their dtype; the polar
+    # factor does not depend on the scale, so it must match that of the unit-scale matrix.
+    G, P = spread_matrix(24, 12, 0.1)
+    orthogonalize = newton_schulz if method == "newton_schulz" else polar_express
+    small = orthogonalize((scale * G).to(dtype), 8).double()
+    unit = orthogonalize(G.to(dtype), 8).double()
+    assert torch.isfinite(small).all()
+    assert spectral_error(small, unit[None]) <= 4 * torch.finfo(dtype).eps * 12
+    if method == "polar_express":
+        assert spectral_error(small, P[None]) < 0.05
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e25])
+def test_inverse_root_float32_far_from_unit_scale(scale):
+    # The squared entries leave float32's range; A^{-1/2} scales as scale^{-1/2}.
+    A = random_spd(10, cond=10.0)
+    ref = inverse_root(A, 2, method="eigh") / scale**0.5
+    X = inverse_root((scale * A).float(), 2)
+    assert torch.isfinite(X).all()
+    assert ((X.double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
+@pytest.mark.parametrize("method", ["newton", "eigh"])
+def test_inverse_root_half_precision_is_computed_in_float32(method):
+    A = random_spd(10, cond=10.0)
+    ref = inverse_root(A, 2, method="eigh")
+    X = inverse_root(A.bfloat16(), 2, method=method)
+    assert X.dtype == torch.bfloat16
+    # bfloat16 rounding of A and of the result: a few units of 2^-8
+    assert ((X.double() - ref).abs().max() / ref.abs().max()).item() < 3e-2
+
+
+def test_inverse_root_warns_when_newton_runs_out_of_iterations():
+    A = random_spd(10, cond=1e6)
+    with pytest.warns(RuntimeWarning, match="max_iter=3"):
+        inverse_root(A, 2, max_iter=3)
+
+
+@pytest.mark.parametrize(
     ("call", "match"),
     [
         (lambda: newton_schulz(torch.ones(3), 5), "G must have shape"),
@@ -168,6 +212,7 @@ def test_inverse_root_singular_matrix_with_ridge_is_finite():
         (lambda: inverse_root(torch.eye(3), 0), "p must"),
         (lambda: inverse_root(torch.eye(3), 2, method="qr"), "method"),
         (lambda: inverse_root(torch.eye(3), 2, eps=-1.0), "eps"),
+        (lambda: inverse_root(torch.eye(3), 2, tol=0.0), "tol"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

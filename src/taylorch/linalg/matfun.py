@@ -27,6 +27,7 @@ Newton iteration (multiplies only) or an eigendecomposition.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
@@ -69,8 +70,8 @@ def _odd_polynomial_iteration(G: Tensor, coefficients: Sequence[Coefficients]) -
     transpose = shape[-2] > shape[-1]
     X = G.mT if transpose else G
     X = X.reshape(-1, X.shape[-2], X.shape[-1])
-    norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True)
-    X = X / (norm + torch.finfo(X.dtype).tiny)
+    peak, norm = _scaled_frobenius_norm(X)
+    X = X / peak / norm
     # one matrix: 2-D kernels (cheaper than batched ones of batch size 1 on CPU)
     single = X.shape[0] == 1
     if single:
@@ -82,6 +83,20 @@ def _odd_polynomial_iteration(G: Tensor, coefficients: Sequence[Coefficients]) -
         X = addmm(X, B, X, beta=a)
     X = X.reshape(*shape[:-2], *X.shape[-2:])
     return X.mT if transpose else X
+
+
+def _scaled_frobenius_norm(X: Tensor) -> tuple[Tensor, Tensor]:
+    """``(peak, norm)`` per matrix ``(B, 1, 1)`` with ``||X||_F = peak * norm``, neither of
+    which overflows or underflows (``peak`` is 1 for a zero matrix).
+
+    ``peak = max |X_ij|``; the entries are divided by it before they are squared: the
+    squares of a float16 matrix with entries of 300, or of a float32 one with entries
+    of 1e-24, leave the range of the dtype (the normalized matrix came out all zeros,
+    or NaN), and so can ``||X||_F`` itself. ``norm`` lies in ``[1, sqrt(m n)]``.
+    """
+    peak = X.abs().amax(dim=(-2, -1), keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return peak, torch.linalg.vector_norm(X / peak, dim=(-2, -1), keepdim=True)
 
 
 def newton_schulz(
@@ -288,8 +303,11 @@ def inverse_root(
         method: ``"newton"`` or ``"eigh"``.
         eps: ridge added to the diagonal first (>= 0); use it for singular ``A``.
         max_iter: Newton iterations at most.
-        tol: Newton stopping threshold on ``max |M - I|``; default ``100 * eps(dtype)``
-            (float64: ~2e-14, float32: ~1e-5).
+        tol: Newton stopping threshold on ``max |M - I|``; default ``100 * eps`` of the
+            working dtype (float64: ~2e-14, float32: ~1e-5). Half-precision ``A``
+            (bfloat16, float16) is worked on in float32 and the root returned in its
+            dtype. A batch that has not converged after ``max_iter`` steps warns
+            (``RuntimeWarning``).
 
     Returns:
         ``(A + eps I)^{-1/p}``, shaped and typed like ``A``.
@@ -308,26 +326,46 @@ def inverse_root(
         raise ValueError(f"eps must be >= 0, got {eps!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if method not in ("newton", "eigh"):
+        raise ValueError(f"method must be 'newton' or 'eigh', got {method!r}")
+    if tol is not None and not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    dtype = A.dtype
+    if torch.finfo(dtype).bits < 32:
+        # Half precision cannot carry the iteration: 100 eps(bfloat16) = 0.78 would stop
+        # Newton at once, and LAPACK has no half-precision eigh.
+        A = A.float()
     n = A.shape[-1]
     eye = torch.eye(n, dtype=A.dtype, device=A.device)
     A = A + eps * eye if eps > 0.0 else A
     if method == "eigh":
         w, Q = torch.linalg.eigh(A)
         w = w.clamp_min(torch.finfo(A.dtype).tiny).pow(-1.0 / p)
-        return (Q * w.unsqueeze(-2)) @ Q.mT
-    if method != "newton":
-        raise ValueError(f"method must be 'newton' or 'eigh', got {method!r}")
+        return ((Q * w.unsqueeze(-2)) @ Q.mT).to(dtype)
     if tol is None:
         tol = 100 * torch.finfo(A.dtype).eps
-    z = (p + 1) / (2 * torch.linalg.matrix_norm(A).clamp_min(torch.finfo(A.dtype).tiny))
-    z = z[..., None, None]
-    X = z.pow(1.0 / p) * eye.expand_as(A)
-    M = z * A
+    # z = (p + 1) / (2 ||A||_F) in two factors, z = w / peak, none of them out of range
+    peak, norm = (
+        t.reshape(*A.shape[:-2], 1, 1) for t in _scaled_frobenius_norm(A.reshape(-1, n, n))
+    )
+    w = (p + 1) / (2 * norm)
+    X = (w.pow(1.0 / p) * peak.pow(-1.0 / p)) * eye.expand_as(A)
+    M = w * (A / peak)
+    converged = False
     for _ in range(max_iter):
         active = (M - eye).abs().amax(dim=(-2, -1), keepdim=True) > tol
         if not bool(active.any()):
+            converged = True
             break
         T = ((p + 1) * eye - M) / p
         X = torch.where(active, X @ T, X)
         M = torch.where(active, torch.linalg.matrix_power(T, p) @ M, M)
-    return X
+    if not converged and bool(((M - eye).abs().amax(dim=(-2, -1)) > tol).any()):
+        warnings.warn(
+            f"inverse_root: Newton did not reach max |M - I| <= {tol:.1e} in max_iter="
+            f"{max_iter} iterations (A singular or very badly conditioned? add eps, or "
+            "use method='eigh')",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return X.to(dtype)
