@@ -366,3 +366,105 @@ def test_top_eigenvalues_warns_when_its_ritz_pairs_have_not_converged():
         top_eigenvalues(a, 3, seed=0)
     values, _ = top_eigenvalues(a, 3, seed=0, num_steps=400)  # enough: no warning
     torch.testing.assert_close(values, spectrum[:3].double(), atol=1e-8, rtol=0)
+
+
+class _Attention(nn.Module):
+    """Self-attention and a linear head: eval mode runs torch's fused fast path."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.attention(x, x, x)[0].mean(1))
+
+
+class _Encoder(nn.Module):
+    """A transformer encoder layer (scaled-dot-product attention) and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.layer(x).mean(1))
+
+
+class _Recurrent(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.rnn = getattr(nn, kind)(3, 5, batch_first=True)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [("attention", F64), ("encoder", F64), ("LSTM", torch.float32), ("GRU", F64)],
+)
+def test_ggn_and_hessian_of_attention_and_recurrent_models_match_dense(name, dtype):
+    # Forward-mode products failed on these (no forward derivative for the fused
+    # attention fast path or oneDNN's LSTM), reverse-over-reverse ones on the fused
+    # scaled-dot-product attention kernel (no second derivative).
+    torch.manual_seed(0)
+    model = {"attention": _Attention, "encoder": _Encoder}.get(name, lambda: _Recurrent(name))()
+    model = model.to(dtype).eval()
+    shape = {"attention": (6, 5, 8), "encoder": (6, 5, 4)}.get(name, (6, 4, 3))
+    x = torch.randn(*shape, generator=gen(7), dtype=dtype)
+    y = torch.randint(0, 3, (6,), generator=gen(8))
+    model_fn, theta = module_function(model, lambda out: out, x)
+    jac = torch.autograd.functional.jacobian(model_fn, theta).reshape(18, -1).double()
+    out = model_fn(theta).detach().double().reshape(-1)
+    h_out = torch.autograd.functional.hessian(lambda z: F.cross_entropy(z.reshape(6, 3), y), out)
+    v = torch.randn(theta.numel(), generator=gen(9), dtype=dtype)
+    tol = {"rtol": 1e-9, "atol": 1e-11} if dtype == F64 else {"rtol": 1e-4, "atol": 1e-5}
+    ggn = ggn_operator(model, F.cross_entropy, x, y)
+    torch.testing.assert_close((ggn @ v).double(), jac.T @ h_out @ jac @ v.double(), **tol)
+    hessian = hessian_operator(model, F.cross_entropy, x, y)
+    fun, theta = module_function(model, lambda out: F.cross_entropy(out, y), x)
+    dense = torch.autograd.functional.hessian(fun, theta)
+    torch.testing.assert_close(hessian @ v, dense @ v, **tol)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+def test_per_sample_gradients_of_recurrent_models(kind):
+    # vmap has no batching rule for the recurrent kernels: one sample at a time.
+    torch.manual_seed(0)
+    model = _Recurrent(kind).double().eval()
+    x = torch.randn(6, 4, 3, generator=gen(10), dtype=F64)
+    y = torch.randint(0, 3, (6,), generator=gen(11))
+    grads = []
+    for i in range(6):
+        model.zero_grad()
+        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    torch.testing.assert_close(
+        per_sample_gradients(model, F.cross_entropy, x, y),
+        torch.stack(grads),
+        rtol=1e-10,
+        atol=1e-13,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "culprit"),
+    [
+        (
+            lambda: nn.Sequential(nn.Linear(3, 8), nn.RReLU(), nn.Linear(8, 3)),
+            r"model\.1 \(RReLU\)",
+        ),
+        (lambda: nn.LSTM(3, 3, num_layers=2, dropout=0.5), r"model\.<root> \(LSTM\)"),
+        (lambda: _Attention(), r"model\.attention \(MultiheadAttention\)"),
+    ],
+)
+def test_models_that_draw_random_numbers_in_training_mode_are_refused(model, culprit):
+    module = model()
+    if isinstance(module, _Attention):
+        module.attention.dropout = 0.5
+    x = torch.randn(4, 5, 8) if isinstance(module, _Attention) else torch.randn(4, 5, 3)
+    with pytest.raises(ValueError, match=culprit + ".*training mode"):
+        ggn_operator(module.train(), lambda out, y: out[0].pow(2).sum(), x)

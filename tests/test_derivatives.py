@@ -323,6 +323,8 @@ X = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
         (lambda: hvp(_vec, X, X, mode="forward"), "fun must return a scalar"),
         (lambda: hvp(_vec, X, X), "fun must return a scalar"),
         (lambda: hvp(_quad, X, X[:2]), "v must have the shape of x"),
+        (lambda: hvp(_quad, X, X.to(torch.complex128)), "v must have the dtype of x"),
+        (lambda: hvp(_quad, X, X.float()), "v must have the dtype of x"),
         (lambda: hvp(_quad, X, X, mode="sideways"), "mode must be"),
         (lambda: hvp_operator(_vec, X), "fun must return a scalar"),
         (lambda: jacobian(_quad, X), r"fun must return shape \(m,\)"),

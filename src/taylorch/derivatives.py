@@ -30,9 +30,11 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 from torch.func import jvp as _func_jvp
 from torch.func import vjp as _func_vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 __all__ = [
     "ggn_vp",
+    "ggn_vp_operator",
     "hessian",
     "hvp",
     "hvp_operator",
@@ -135,6 +137,17 @@ def value_and_grad(
     return fx.detach(), g
 
 
+def _check_direction(v: Tensor, x: Tensor) -> None:
+    """``v`` must be a direction at ``x``: its shape and dtype (a complex ``v`` would lose its
+    imaginary part silently, a float64 ``v`` at a float32 ``x`` its precision)."""
+    if not isinstance(v, Tensor):
+        raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
+    if v.shape != x.shape:
+        raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+    if v.dtype != x.dtype:
+        raise ValueError(f"v must have the dtype of x ({x.dtype}), got {v.dtype}")
+
+
 def hvp(
     f: Callable[..., Tensor],
     x: Tensor,
@@ -155,8 +168,7 @@ def hvp(
     Rosenbrock function, 2.9 ms against 5.2 ms at n = 1e5, and 2.6x against
     3.1x a gradient on an MLP with 670k parameters (``docs/benchmarks.md``).
     """
-    if v.shape != x.shape:
-        raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+    _check_direction(v, x)
     if mode not in ("auto", "forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
 
@@ -209,8 +221,7 @@ def hvp_operator(
 
 def jvp(f: Callable[..., Tensor], x: Tensor, v: Tensor, *args) -> tuple[Tensor, Tensor]:
     """Return ``(f(x), J(x) v)`` by forward mode. Batched functions need no change."""
-    if v.shape != x.shape:
-        raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+    _check_direction(v, x)
     with torch.enable_grad():
         out, tangent = _func_jvp(lambda z: f(z, *args), (x.detach(),), (v.detach(),))
     return out.detach(), tangent.detach()
@@ -237,14 +248,48 @@ def ggn_vp(
     """Generalized Gauss-Newton product ``J^T H_L J v`` for ``loss_fn(model_fn(x))``.
 
     ``J`` is the Jacobian of ``model_fn`` at ``x`` and ``H_L`` the Hessian of
-    ``loss_fn`` at the model output. Cost: one JVP, one HVP of the loss in
-    output space, one VJP (Schraudolph, "Fast curvature matrix-vector
+    ``loss_fn`` at the model output (Schraudolph, "Fast curvature matrix-vector
     products for second-order gradient descent", 2002). The GGN is PSD
-    whenever the loss is convex in the output.
+    whenever the loss is convex in the output. One product of
+    :func:`ggn_vp_operator`; for several at one point, build that once.
     """
-    z, jv = jvp(model_fn, x, v)
-    hjv = hvp(loss_fn, z, jv)
-    return vjp(model_fn, x, hjv)[1]
+    _check_direction(v, x)
+    return ggn_vp_operator(model_fn, loss_fn, x)(v)
+
+
+def ggn_vp_operator(
+    model_fn: Callable[[Tensor], Tensor], loss_fn: Callable[[Tensor], Tensor], x: Tensor
+) -> Callable[[Tensor], Tensor]:
+    """Return ``v -> J^T H_L J v`` at ``x`` (see :func:`ggn_vp`), reusing one set of graphs.
+
+    Built once: the output ``z = model_fn(x)`` with the graph of ``J^T s`` for a free
+    seed ``s`` (:func:`linearization`), and the loss's gradient in ``z`` with its
+    graph. Each product is then three backward passes through kept graphs: ``J v``
+    by the double-vjp trick, ``H_L (J v)`` through the loss's gradient, ``J^T``
+    of that through the model. No forward mode: torch's forward-mode derivatives
+    are missing for fused kernels that a model in eval mode runs (multi-head
+    attention's fast path, oneDNN's LSTM), and slow on CPU.
+    """
+    with torch.enable_grad():
+        xr, out, seed, pulled = linearization(model_fn, x)
+        z = out.detach().requires_grad_(True)
+        loss = loss_fn(z)
+        if loss.numel() != 1:
+            raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+        (grad_z,) = torch.autograd.grad(loss, z, create_graph=True)
+
+    def matvec(v: Tensor) -> Tensor:
+        with torch.enable_grad():
+            (jv,) = torch.autograd.grad(pulled, seed, v, retain_graph=True, allow_unused=True)
+            if jv is None or not grad_z.requires_grad:  # model or loss without curvature
+                return torch.zeros_like(v)
+            (hjv,) = torch.autograd.grad(grad_z, z, jv, retain_graph=True, allow_unused=True)
+            if hjv is None:
+                return torch.zeros_like(v)
+            (g,) = torch.autograd.grad(out, xr, hjv, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(v) if g is None else g.detach()
+
+    return matvec
 
 
 def hessian(f: Callable[..., Tensor], x: Tensor, *args, batched: bool = False) -> Tensor:
@@ -373,17 +418,28 @@ def _unit_batch(k: int, like: Tensor) -> Tensor:
     return eye[:, None, :].expand(k, like.shape[0], k)
 
 
+#: Modules that draw random numbers in training mode.
+_RANDOM_IN_TRAINING = (torch.nn.modules.dropout._DropoutNd, torch.nn.RReLU)
+
+
 def _check_mode_free(model: torch.nn.Module) -> None:
     """Raise unless the model's forward is a fixed function of its parameters.
 
     In training mode, dropout draws new random numbers at every call and batch norm
     normalizes by the batch and updates its running statistics: derivatives of such a
-    forward are not one function's, and the model would change under them.
+    forward are not one function's, and the model would change under them. Caught:
+    dropout and RReLU modules, any module with a ``dropout`` probability above zero
+    (``nn.MultiheadAttention``, ``nn.LSTM``/``GRU``/``RNN``), batch and instance norm
+    with running statistics. A functional call in ``forward`` (``F.dropout(...,
+    training=self.training)``) cannot be seen from outside: call ``model.eval()``.
     """
     for name, module in model.named_modules():
         if not module.training:
             continue
-        random = isinstance(module, torch.nn.modules.dropout._DropoutNd)
+        random = isinstance(module, _RANDOM_IN_TRAINING) or (
+            # attention's and stacked RNNs' built-in dropout probability
+            isinstance(getattr(module, "dropout", None), float) and module.dropout > 0
+        )
         stats = isinstance(module, torch.nn.modules.batchnorm._NormBase) and (
             module.track_running_stats or isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
         )
@@ -410,7 +466,9 @@ def module_function(
     are taken as they are. ``params`` names the parameters to vary (default:
     all that require grad), so every flat-vector oracle above applies to a model.
     A model with dropout or batch norm in training mode is refused (its forward is
-    not a fixed function of the parameters): call ``model.eval()``.
+    not a fixed function of the parameters): call ``model.eval()``. Attention
+    (``scaled_dot_product_attention``) runs on PyTorch's math kernel, the one whose
+    graph has second derivatives.
     """
     _check_mode_free(model)
     named = dict(model.named_parameters())
@@ -432,6 +490,9 @@ def module_function(
     def fun(theta: Tensor) -> Tensor:
         pieces = torch.split(theta, sizes)
         override = {k: p.view(s) for k, p, s in zip(names, pieces, shapes)}
-        return loss_fn(functional_call(model, override, args))
+        # The fused attention kernels (flash, memory-efficient) have no second derivative;
+        # the math kernel computes the same attention from differentiable ops.
+        with sdpa_kernel(SDPBackend.MATH):
+            return loss_fn(functional_call(model, override, args))
 
     return fun, theta0

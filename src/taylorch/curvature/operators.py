@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, vmap
 
-from taylorch.derivatives import ggn_vp, hvp, hvp_operator, module_function
+from taylorch.derivatives import ggn_vp_operator, hvp, hvp_operator, module_function
 from taylorch.linalg.operators import LinearOperator
 
 __all__ = [
@@ -128,20 +128,14 @@ def ggn_operator(
     """The generalized Gauss-Newton matrix ``J^T H_L J`` of ``loss_fn(model(*inputs), targets)``.
 
     ``J = d outputs / d theta``; ``H_L`` is the Hessian of ``loss_fn`` with
-    respect to the outputs. Each product is one JVP, one HVP of the loss in
-    output space and one VJP (:func:`taylorch.derivatives.ggn_vp`), about the
-    cost of 2-3 gradients. Tagged PSD, which holds when the loss is convex in
+    respect to the outputs. The graphs are built once; each product is then
+    three backward passes (:func:`taylorch.derivatives.ggn_vp_operator`), about
+    the cost of 2-3 gradients. Tagged PSD, which holds when the loss is convex in
     the outputs (squared error, cross-entropy on logits).
     """
     _check_loss(loss_fn)
     model_fn, theta = module_function(model, lambda out: out, inputs, params)
-
-    def loss_of_outputs(out: Tensor) -> Tensor:
-        return loss_fn(out, targets)
-
-    def matvec(v: Tensor) -> Tensor:
-        return ggn_vp(model_fn, loss_of_outputs, theta, v)
-
+    matvec = ggn_vp_operator(model_fn, lambda out: loss_fn(out, targets), theta)
     return _operator(matvec, theta, psd=True)
 
 
@@ -158,7 +152,8 @@ def per_sample_gradients(
     Sample ``i``'s loss is ``loss_fn(model(x_i[None]), y_i[None])``: the model
     sees a batch of one, so models whose forward mixes samples (batch norm in
     training mode) have no per-sample gradients. Cost: about one batched
-    gradient; memory ``N P``.
+    gradient (``N`` gradients of one sample each where ``vmap`` cannot batch the
+    model, e.g. recurrent layers); memory ``N P``.
     """
     _check_loss(loss_fn)
     xs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
@@ -175,8 +170,21 @@ def per_sample_gradients(
         return fun(th)
 
     y_dim = None if targets is None else 0
+    sample_grad = grad(sample_loss)
     with torch.enable_grad():
-        g = vmap(grad(sample_loss), in_dims=(None, 0, y_dim))(theta, xs, targets)
+        try:
+            g = vmap(sample_grad, in_dims=(None, 0, y_dim))(theta, xs, targets)
+        except RuntimeError:
+            # Some kernels have no batching rule that vmap can use (torch 2.13: the RNN
+            # modules' in-place hidden-state updates); one sample at a time, then.
+            g = torch.stack(
+                [
+                    sample_grad(
+                        theta, tuple(t[i] for t in xs), None if targets is None else targets[i]
+                    )
+                    for i in range(n)
+                ]
+            )
     return g.detach()
 
 
