@@ -224,6 +224,29 @@ def test_minres_matches_scipy_with_a_preconditioner():
     torch.testing.assert_close(mine.x, torch.linalg.solve(a, b), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_minres_stops_at_the_least_residual_of_a_singular_inconsistent_system(batched):
+    # b has a part in the null space of A: min ||b - A x|| = 1, at x = A^+ b. Lanczos
+    # exhausts the Krylov space after four steps with T_4 singular; dividing by the
+    # zero pivot sent |x| to 1e16 with a reported residual of 2e-3 (true: 2.6).
+    a = torch.diag(torch.tensor([1.0, 2.0, 3.0, 0.0, 0.0], dtype=F64))
+    b = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0], dtype=F64)
+    if batched:  # next to a consistent system, which converges
+        consistent = b * torch.tensor([1.0, 1, 1, 0, 0], dtype=F64)
+        res = minres(lambda v: v @ a, torch.stack([b, consistent]), rtol=1e-10)
+        assert res.converged.tolist() == [False, True]
+        torch.testing.assert_close(a @ res.x[1], consistent)
+        x, converged, residual_norm = res.x[0], res.converged[0], res.residual_norm[0]
+    else:
+        res = minres(a, b, rtol=1e-10)
+        x, converged, residual_norm = res.x, res.converged, res.residual_norm
+    assert not bool(converged)
+    true_residual = (b - a @ x).norm()
+    torch.testing.assert_close(true_residual, torch.tensor(1.0, dtype=F64))
+    torch.testing.assert_close(residual_norm, true_residual)
+    torch.testing.assert_close(a @ x, a @ torch.linalg.pinv(a) @ b)
+
+
 def test_minres_on_spd_matches_cg_solution():
     a, b = spd(20), rhs(20)
     torch.testing.assert_close(minres(a, b, rtol=1e-12).x, cg(a, b, rtol=1e-12).x)

@@ -112,6 +112,16 @@ def test_aslinearoperator_forms():
         (lambda: LinearOperator.from_dense(torch.ones(2, 2, 2)), "matrix"),
         (lambda: LinearOperator.from_dense(torch.eye(2)).matvec(torch.ones(3)), "v must"),
         (lambda: LinearOperator.from_dense(torch.eye(2)).matmat(torch.ones(3, 1)), "X must"),
+        (
+            lambda: LinearOperator.from_dense(torch.eye(2)).matvec(
+                torch.ones(2, dtype=torch.cfloat)
+            ),
+            "v must have the operator's dtype",
+        ),
+        (
+            lambda: LinearOperator.from_dense(torch.eye(2)) @ torch.ones(2, 1, dtype=torch.float64),
+            "X must have the operator's dtype",
+        ),
         (lambda: aslinearoperator(lambda v: v), "n must"),
         (lambda: aslinearoperator("A"), "operator"),
         (lambda: aslinearoperator(torch.ones(2, 3)), "square"),

@@ -354,7 +354,10 @@ def minres(
             if phibar_k <= max(rtol ||b||_M, atol): stop
 
     ``phibar_k`` is the residual norm ``sqrt(r^T M r)`` (``||r||`` without a
-    preconditioner), updated by recurrence. Cost per iteration: one product
+    preconditioner), updated by recurrence. On a singular system that ``b`` is
+    not consistent with, Lanczos exhausts the Krylov space with a singular
+    ``T_k`` (``gamma_k = 0``): MINRES stops there, not converged, with the least
+    residual norm reached and ``x`` of the last step. Cost per iteration: one product
     with ``A``, one with ``M``, ``O(B n)`` work; memory eight vectors per system.
 
     Args:
@@ -388,6 +391,7 @@ def minres(
     dbar, epsln, cs, sn = zeros, zeros, -torch.ones_like(beta1), zeros
     r2 = r1
     w = w2 = torch.zeros_like(b2)
+    t_norm = zeros  # running estimate of ||T_k||, the scale of rounding in gamma
     converged = phibar <= threshold
     active = ~converged
     nonfinite = ~torch.isfinite(beta1)
@@ -423,9 +427,15 @@ def minres(
         gbar = sn * dbar - cs * alpha
         eps_new = sn * beta_new
         dbar_new = -cs * beta_new
-        gamma = torch.hypot(gbar, beta_new).clamp_min(eps)
+        gamma = torch.hypot(gbar, beta_new)
+        t_norm = torch.maximum(t_norm, torch.sqrt(alpha * alpha + beta * beta + beta_sq))
+        # gamma = 0 (to rounding) needs beta_{k+1} = 0: the Krylov space is exhausted and
+        # T_k singular, so b - A x0 has a part that A cannot reach (a singular,
+        # inconsistent system). The last residual is then the least one: stop there.
+        singular = active & (gamma <= eps * t_norm)
+        gamma = torch.where(singular, 1.0, gamma)
         cs_new, sn_new = gbar / gamma, beta_new / gamma
-        phi = cs_new * phibar
+        phi = torch.where(singular, 0.0, cs_new * phibar)
         w_new = (v - epsln[:, None] * w2 - delta[:, None] * w) / gamma[:, None]
         x = torch.where(a, x + phi[:, None] * w_new, x)
         w2, w = torch.where(a, w, w2), torch.where(a, w_new, w)
@@ -435,10 +445,10 @@ def minres(
         dbar = torch.where(active, dbar_new, dbar)
         cs = torch.where(active, cs_new, cs)
         sn = torch.where(active, sn_new, sn)
-        phibar = torch.where(active, sn_new * phibar, phibar)
+        phibar = torch.where(active & ~singular, sn_new * phibar, phibar)
         n_iter = n_iter + active.long()
         converged = converged | (active & (phibar <= threshold))
-        active = active & ~converged & ~nonfinite
+        active = active & ~converged & ~nonfinite & ~singular
 
     return _unbatch(
         KrylovResult, batched, x=x, n_iter=n_iter, converged=converged, residual_norm=phibar

@@ -105,15 +105,23 @@ class LinearOperator:
         """``A v`` for ``v`` of shape ``(n,)``."""
         if v.shape != (self.shape[1],):
             raise ValueError(f"v must have shape ({self.shape[1]},), got {tuple(v.shape)}")
+        self._check_dtype(v, "v")
         return self._matvec(v)
 
     def matmat(self, x: Tensor) -> Tensor:
         """``A X`` for ``X`` of shape ``(n, k)``."""
         if x.ndim != 2 or x.shape[0] != self.shape[1]:
             raise ValueError(f"X must have shape ({self.shape[1]}, k), got {tuple(x.shape)}")
+        self._check_dtype(x, "X")
         if self._matmat is not None:
             return self._matmat(x)
         return torch.stack([self._matvec(c) for c in x.unbind(1)], dim=1)
+
+    def _check_dtype(self, x: Tensor, name: str) -> None:
+        # A product in another dtype would be cast silently (a complex vector loses its
+        # imaginary part) or fail deep inside autograd.
+        if x.dtype != self.dtype:
+            raise ValueError(f"{name} must have the operator's dtype {self.dtype}, got {x.dtype}")
 
     def rows(self, x: Tensor) -> Tensor:
         """``A`` applied to each row: ``(B, n) -> (B, m)``, i.e. ``X A^T``."""
