@@ -215,3 +215,61 @@ def test_a_converged_root_says_which_test_it_passed(batched):
     assert bool(res.success if not batched else res.success.all())
     assert "|F(x)|" in message and "gtol" not in message
     torch.testing.assert_close(res.x.reshape(-1), torch.tensor([2.0, 3.0], dtype=torch.float64))
+
+
+# -- found by a sweep over the MINPACK test systems ---------------------------------------
+
+
+@pytest.mark.parametrize("method", ["broyden1", "broyden2"])
+def test_broyden_counts_every_call_and_keeps_to_max_fev(method):
+    # A line search that found no step used to be followed by one more call of fun,
+    # charged to no problem: rosenbrock from (-1.2, 1) made 99 calls and reported 94.
+    calls = []
+
+    def fun(x):
+        calls.append(1)
+        return rosenbrock_system(x)
+
+    res = taylorch.root(fun, torch.tensor([-1.2, 1.0], dtype=F64), method=method)
+    assert res.success and len(calls) == res.nfev + 1
+    calls.clear()
+    res = taylorch.root(fun, torch.tensor([-1.2, 1.0], dtype=F64), method=method, max_fev=12)
+    assert res.nfev <= 12 and len(calls) <= 12 + 1
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_budget_of_one_evaluation_ends_with_max_fev(method):
+    res = taylorch.root(
+        lambda x: x**3 - 8, torch.tensor([0.5, 1.5], dtype=F64), method=method, max_fev=1
+    )
+    assert res.status == Status.MAX_FEV and res.nfev == 1 and not res.success
+
+
+def test_a_budget_too_small_to_start_is_a_clear_error():
+    with pytest.raises(ValueError, match="max_fev=2 is too small for nelder-mead"):
+        taylorch.minimize(
+            lambda x: (x**2).sum(), torch.ones(3, dtype=F64), method="nelder-mead", max_fev=2
+        )
+
+
+@pytest.mark.parametrize(
+    "wrong", [lambda x: x.sum(), lambda x: torch.cos(x[:1]), lambda x: x[:, None]]
+)
+def test_fixed_point_refuses_g_of_another_shape(wrong):
+    # g(x) - x broadcast a wrong shape into another problem, which then "converged".
+    with pytest.raises(ValueError, match=r"g must return a tensor of the shape of x \(2,\)"):
+        taylorch.fixed_point(wrong, torch.ones(2, dtype=F64))
+
+
+def test_anderson_reports_an_overflow_as_nonfinite():
+    # Variably dimensioned function (Moré, Garbow & Hillstrom, 1981) from its standard start:
+    # Anderson's plain first steps overflow F; the stall test (x did not move) reported
+    # NO_PROGRESS, "the tolerance may be too tight for the dtype".
+    def variably_dimensioned(x):  # MINPACK's square version: F_j = x_j - 1 + j s (1 + 2 s^2)
+        j = torch.arange(1, x.numel() + 1, dtype=x.dtype)
+        s = (j * (x - 1)).sum()
+        return x - 1 + j * s * (1 + 2 * s * s)
+
+    x0 = torch.tensor([1 - j / 10 for j in range(1, 11)], dtype=F64)
+    res = taylorch.root(variably_dimensioned, x0, method="anderson")
+    assert res.status == Status.NONFINITE and not res.success

@@ -49,7 +49,13 @@ def run(
 ) -> Result:
     """Minimize from ``x0`` (shape ``(B, n)``) until every problem has stopped."""
     start = time.perf_counter()
-    state = solver.init(objective, x0)
+    try:
+        state = solver.init(objective, x0)
+    except BudgetExhausted:
+        raise ValueError(
+            f"max_fev={objective.max_fev} is too small for {solver.name}: it needs more "
+            "evaluations than that to start (nelder-mead: n + 1)"
+        ) from None
     status = state.flag.clone()
     status = torch.where(
         solver.stationary(state, tol) & (status == Status.RUNNING),
@@ -80,8 +86,11 @@ def run(
             try:
                 new = solver.step(objective, state)
                 step_status = solver.converged(state, new, tol)
+                # The method's own verdict (a non-finite trial, no descent) explains a stop
+                # better than the generic stall test, which sees only that x did not move.
                 step_status = torch.where(
-                    (step_status == Status.RUNNING) & (new.flag != Status.RUNNING),
+                    ((step_status == Status.RUNNING) | (step_status == Status.NO_PROGRESS))
+                    & (new.flag != Status.RUNNING),
                     new.flag,
                     step_status,
                 )

@@ -81,7 +81,14 @@ def root(
     tol_ = resolve_tolerances(solver, x.dtype, gtol=None, xtol=xtol, ftol=tol)
     max_iter, max_fev = resolve_budget(max_iter, max_fev, max_time, default_iter=50 * x.shape[-1])
     objective = ResidualObjective(
-        fun, args, batched=batched, batch_size=x.shape[0], device=x.device, max_fev=max_fev, jac=jac
+        fun,
+        args,
+        batched=batched,
+        batch_size=x.shape[0],
+        device=x.device,
+        max_fev=max_fev,
+        jac=jac,
+        name="fun",
     )
     return iterate.run(
         solver,
@@ -124,7 +131,14 @@ def fixed_point(
         raise TypeError(f"g must be callable, got {type(g).__name__}")
 
     def gap(x: Tensor, *extra: Any) -> Tensor:
-        return g(x, *extra) - x
+        gx = g(x, *extra)
+        if not isinstance(gx, Tensor) or gx.shape != x.shape:
+            # g(x) - x would broadcast a wrong shape into another problem
+            shape = type(gx).__name__ if not isinstance(gx, Tensor) else tuple(gx.shape)
+            raise ValueError(
+                f"g must return a tensor of the shape of x {tuple(x.shape)}, got {shape}"
+            )
+        return gx - x
 
     return root(gap, x0, method=method, args=args, batched=batched, **options)
 

@@ -47,6 +47,7 @@ class ResidualObjective(Objective):
             ``"reverse"`` (``m`` cotangents), ``"auto"`` (the cheaper, once ``m``
             is known), or ``"matrix-free"`` (products only, see :meth:`linearize`).
         lower, upper: the box, ``(B, n)`` each, or ``None`` for none.
+        name: the function's argument name, for error messages.
 
     Counts: each method charges one evaluation (``nfev``); those that form
     first derivatives also charge ``njev``; Jacobian-vector products of the
@@ -66,6 +67,7 @@ class ResidualObjective(Objective):
         jac: JacobianMode = "auto",
         lower: Tensor | None = None,
         upper: Tensor | None = None,
+        name: str = "residual",
     ):
         super().__init__(
             residual, args, batched=batched, batch_size=batch_size, device=device, max_fev=max_fev
@@ -73,6 +75,7 @@ class ResidualObjective(Objective):
         if jac not in JACOBIAN_MODES:
             raise ValueError(f"jac must be one of {', '.join(JACOBIAN_MODES)}; got {jac!r}")
         self.loss = loss if loss is not None else Loss()
+        self.name = name
         self.jac = jac
         self.lower, self.upper = lower, upper
         self.size: int | None = None  # m, fixed by the first evaluation
@@ -94,21 +97,21 @@ class ResidualObjective(Objective):
         """The residual as a map ``(B, n) -> (B, m)``, uncounted (for transforms to trace)."""
         if self.batched:
             out = self._user_fun(x, *self.args)
-            derivatives.check_vector_output(out, x, batched=True, name="residual")
+            derivatives.check_vector_output(out, x, batched=True, name=self.name)
         else:
             out = self._user_fun(x[0], *self.args)
-            derivatives.check_vector_output(out, x[0], batched=False, name="residual")
+            derivatives.check_vector_output(out, x[0], batched=False, name=self.name)
             out = out[None]
         if out.dtype != x.dtype:
-            raise ValueError(f"residual must return the dtype of x ({x.dtype}), got {out.dtype}")
+            raise ValueError(f"{self.name} must return the dtype of x ({x.dtype}), got {out.dtype}")
         m = out.shape[-1]
         if self.size is None:
             if m == 0:
-                raise ValueError("residual must return at least one component, got m = 0")
+                raise ValueError(f"{self.name} must return at least one component, got m = 0")
             self.size = m
         elif m != self.size:
             raise ValueError(
-                f"residual returned {m} components, but {self.size} at an earlier point; "
+                f"{self.name} returned {m} components, but {self.size} at an earlier point; "
                 "the number of residuals must not change"
             )
         return out

@@ -68,9 +68,9 @@ class Broyden(RootSolver):
         self._long = Armijo(c1=c1, max_trials=40, with_gradient=False)
 
     def init(self, objective: ResidualObjective, x0: Tensor) -> State:
-        f, r = objective.residual(x0)
+        f, r, jac = objective.residual_and_jacobian(x0)
         check_square(objective, x0.shape[-1])
-        h = _inverse_jacobian(objective, x0, None)
+        h = torch.linalg.pinv(jac)
         return State.start(
             x0,
             f,
@@ -108,6 +108,8 @@ class Broyden(RootSolver):
             try:
                 found = search.search(objective, x, f, slope_g[:, None] * p, p, t0)
                 moved = rows & found.ok
+                if not bool(moved.any()):  # no row would be charged for the call
+                    continue
                 _, r_found = objective.residual(found.x, mask=moved)
             finally:
                 objective.active = running
