@@ -273,3 +273,26 @@ def test_anderson_reports_an_overflow_as_nonfinite():
     x0 = torch.tensor([1 - j / 10 for j in range(1, 11)], dtype=F64)
     res = taylorch.root(variably_dimensioned, x0, method="anderson")
     assert res.status == Status.NONFINITE and not res.success
+
+
+@pytest.mark.parametrize("method", ["newton", "lm", "dogleg"])
+def test_singular_jacobians_converge_only_where_f_can_vanish(method):
+    # No real root, J exactly singular at x0 = 0: the Newton step came out infinite,
+    # which passed the correction test.
+    none = taylorch.root(
+        lambda x: torch.stack([x[0] ** 2 + 1e-11, x[1] - 1]),
+        torch.tensor([0.0, 5.0], dtype=F64),
+        method=method,
+    )
+    assert not none.success and none.status == Status.NO_PROGRESS
+    shifted = taylorch.fixed_point(lambda x: x + 1e-12, torch.zeros(3, dtype=F64), method="newton")
+    assert not shifted.success
+    # Redundant but consistent equations: J singular everywhere, a line of roots.
+    res = taylorch.root(
+        lambda x: torch.stack([x[0] + x[1] - 2, 2 * x[0] + 2 * x[1] - 4, x[2] - 3]),
+        torch.tensor([0.0, 5.0, 1.0], dtype=F64),
+        method=method,
+    )
+    assert res.success
+    torch.testing.assert_close(res.x[0] + res.x[1], torch.tensor(2.0, dtype=F64))
+    torch.testing.assert_close(res.x[2], torch.tensor(3.0, dtype=F64))

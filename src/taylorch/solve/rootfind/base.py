@@ -101,7 +101,10 @@ class AsRoot(RootSolver):
         tolerance at ``x = 5``, ``exp(x)`` at ``x = -25``. The Newton step
         ``-J^{-1} F`` (from the QR factor the method keeps) says how far the root
         still is; where ``F`` is well scaled it is far below the bound whenever
-        ``|F|`` is, and nothing changes.
+        ``|F|`` is, and nothing changes. Where ``J`` is singular the step is the
+        least-norm one, and the part of ``F`` outside the range of ``J`` must be
+        rounding error: a consistent singular system (redundant equations) still
+        converges, a point where ``F`` cannot be reduced to zero does not.
         """
         small = super().stationary(state, tol)
         mem = state.memory
@@ -109,11 +112,25 @@ class AsRoot(RootSolver):
             return small
         rfac, qtr = mem["rfac"], mem["qtr"]
         n = rfac.shape[-1]
-        newton = torch.linalg.solve_triangular(rfac[..., :n, :], -qtr[..., :n, None], upper=True)
-        correction = newton[..., 0].abs().amax(dim=-1)
-        bound = torch.finfo(state.x.dtype).eps ** 0.5 * (1 + state.x.abs().amax(dim=-1))
+        eps = torch.finfo(state.x.dtype).eps
+        # The Newton step by the SVD of R (J = Q R): the least-norm correction where J is
+        # singular, and the part of F that no step can reach (outside the range of J).
+        u, sv, vh = torch.linalg.svd(rfac[..., :n, :])
+        coeff = (u.mT @ qtr[..., :n, None])[..., 0]
+        singular = sv <= n * eps * sv[..., :1]
+        correction = (
+            vh.mT @ torch.where(singular, 0.0, coeff / torch.where(singular, 1.0, sv))[..., None]
+        )
+        correction = correction[..., 0].abs().amax(dim=-1)
+        unreachable = torch.linalg.vector_norm(torch.where(singular, coeff, 0.0), dim=-1)
+        # ...which must be rounding error of F: eps times the size of the terms in F
+        # (|F| and sum_j |J_j| |x_j|). F = (x0^2 + 1e-11, x1 - 1) at x0 = 0, where J is
+        # singular and F has no root, passed for converged when the step was taken as inf.
+        terms = (torch.linalg.vector_norm(rfac, dim=-2) * state.x.abs()).sum(dim=-1)
+        rounding = 16 * n * eps * (terms + torch.linalg.vector_norm(qtr, dim=-1))
+        bound = eps**0.5 * (1 + state.x.abs().amax(dim=-1))
         exact = mem["rmax"] == 0  # a root to the last bit, whatever J is there
-        return small & (exact | (correction <= bound) | ~torch.isfinite(correction))
+        return small & (exact | ((correction <= bound) & (unreachable <= rounding)))
 
     def __repr__(self) -> str:
         return f"AsRoot({self.method!r})"
