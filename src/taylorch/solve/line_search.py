@@ -105,11 +105,16 @@ class RoundSearch(LineSearch):
     def conclude(self, search: Search, x: Tensor, f: Tensor, g: Tensor) -> SearchResult:
         """The step found, per row."""
 
+    @staticmethod
+    def trial_point(x: Tensor, search: Search) -> Tensor:
+        """``x + t p``, the point :meth:`trial` evaluates (and :meth:`conclude` returns)."""
+        return _along(x, search["t"], search["p"])
+
     def trial(
         self, objective: Objective, x: Tensor, search: Search
     ) -> tuple[Tensor, Tensor | None]:
         """Evaluate the trial points of the rows still searching (one charged call)."""
-        xt = _along(x, search["t"], search["p"])
+        xt = self.trial_point(x, search)
         return _evaluate(objective, xt, search["pending"], self.needs_gradient)
 
     def search(self, objective, x, f, g, p, t0):

@@ -14,8 +14,8 @@ One iteration::
     p = -H F;  try x + p (one evaluation of F)
     if |F(x+p)|^2 > (1 - 2 c1) |F|^2:  Armijo backtracking on 0.5 |F|^2 along p
         (the slope is taken as -|F|^2, exact for the Newton step; at most 4 trials
-        unless H is fresh), then F at the accepted point; if no step decreases the
-        merit, H is reset to J(x)^-1
+        unless H is fresh; F kept from the accepted trial); if no step decreases
+        the merit, H is reset to J(x)^-1
     H = update(H, s, y)
 
 Cost per iteration: usually one evaluation of ``F`` and ``O(n^2)`` flops; memory
@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from taylorch.solve.line_search import Armijo
+from taylorch.solve.line_search import Armijo, SearchResult
 from taylorch.solve.lsq.objective import ResidualObjective
 from taylorch.solve.methods.base import State
 from taylorch.solve.result import Status
@@ -83,6 +83,28 @@ class Broyden(RootSolver):
             xnorm=torch.linalg.vector_norm(x0, dim=-1),
         )
 
+    @staticmethod
+    def _backtrack(
+        search: Armijo,
+        objective: ResidualObjective,
+        x: Tensor,
+        f: Tensor,
+        g: Tensor,
+        p: Tensor,
+        t0: Tensor,
+    ) -> tuple[SearchResult, Tensor]:
+        """The search's step on the active rows, and ``F`` at it: each trial evaluates the
+        residual, and a search ends at the first trial it accepts, so ``F`` there needs no
+        further call."""
+        state = search.begin(x, f, g, p, t0, objective.active)
+        r_found = x.new_zeros(x.shape[0], objective.size)
+        while bool(state["pending"].any()):
+            ft, rt = objective.residual(search.trial_point(x, state), mask=state["pending"])
+            accepted = state["ok"]
+            state = search.advance(state, x, f, ft, None)
+            r_found = torch.where((state["ok"] & ~accepted)[:, None], rt, r_found)
+        return search.conclude(state, x, f, g), r_found
+
     def step(self, objective: ResidualObjective, state: State) -> State:
         mem = state.memory
         x, f, r, h = state.x, state.f, mem["r"], mem["H"]
@@ -106,13 +128,12 @@ class Broyden(RootSolver):
                 continue
             objective.active = rows
             try:
-                found = search.search(objective, x, f, slope_g[:, None] * p, p, t0)
-                moved = rows & found.ok
-                if not bool(moved.any()):  # no row would be charged for the call
-                    continue
-                _, r_found = objective.residual(found.x, mask=moved)
+                found, r_found = self._backtrack(
+                    search, objective, x, f, slope_g[:, None] * p, p, t0
+                )
             finally:
                 objective.active = running
+            moved = rows & found.ok
             t = torch.where(moved, found.t, t)
             x_new = torch.where(moved[:, None], found.x, x_new)
             f_new = torch.where(moved, found.f, f_new)
