@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import taylorch
@@ -94,6 +95,17 @@ def _list(console) -> int:
     return 0
 
 
+def _unwritable(out: str) -> str | None:
+    """Why the results cannot be written to the directory ``out``, or ``None``."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
@@ -106,6 +118,10 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         console.print(f"taylorch bench: --out {args.out} exists and is not a directory")
+        return 2
+    unwritable = _unwritable(args.out)
+    if unwritable:  # found before the run, not after it
+        console.print(f"taylorch bench: --out {args.out}: {unwritable}")
         return 2
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)

@@ -57,6 +57,15 @@ def test_bench_bad_arguments(capsys, tmp_path):
     assert main(["bench", "--quick", "--out", str(existing)]) == 2  # before any run
     assert "exists and is not a directory" in " ".join(capsys.readouterr().out.split())
     assert existing.read_text() == "keep me"
+    blocked = tmp_path / "read-only"
+    blocked.mkdir()
+    blocked.chmod(0o500)
+    if not os.access(blocked, os.W_OK):  # (root may write anyway)
+        # The whole run used to go first, and its results were lost at the end.
+        assert main(["bench", "--quick", "--out", str(blocked / "out")]) == 2
+        assert "--out" in capsys.readouterr().out
+    assert main(["bench", "--quick", "--out", "/proc/taylorch-out"]) == 2
+    assert "/proc/taylorch-out" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_peer_that_fails_to_import_is_unavailable_not_fatal(tmp_path):

@@ -89,6 +89,19 @@ def test_trace_is_best_so_far_and_best_is_per_problem():
     torch.testing.assert_close(counted.best(), torch.tensor([2.0, 1.0], dtype=torch.float64))
 
 
+def test_trace_counts_evaluations_as_the_tables_do():
+    # The convergence plots' x-axis is the trace's; the tables count calls per problem
+    # plus derivative passes. The plot of a gradient method ended at half its table cost.
+    counted = CountedFunction(lambda x: (x**2).sum(-1))
+    x = torch.tensor([3.0, 1.0])
+    for _ in range(3):
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(counted(xr), xr)
+        x = x - 0.25 * g
+    assert counted.trace().evals == [1.0, 3.0, 5.0]  # before each call: calls + passes so far
+    assert counted.nfev + counted.ngev == 6
+
+
 def test_residual_values_are_traced_as_sums_of_squares():
     counted = CountedFunction(lambda x: x - 1, residual=True)
     counted(torch.tensor([3.0, 1.0]))

@@ -156,3 +156,38 @@ def test_warnings_go_into_the_record_not_the_terminal(recwarn):
     assert rec.status == "solved"
     assert "warning: RuntimeWarning: overflow in the peer" in rec.message
     assert not [w for w in recwarn if "overflow in the peer" in str(w.message)]
+
+
+def test_polyak_gets_the_problems_f_star_and_is_unsupported_without_one():
+    problems = [
+        Problem("quadratic", torch.tensor([3.0, -2.0], dtype=torch.float64),
+                lambda x: (x**2).sum(-1) + 1.0, f_star=1.0),
+        Problem("no-f-star", torch.tensor([3.0, -2.0], dtype=torch.float64),
+                lambda x: (x**2).sum(-1)),
+    ]  # fmt: skip
+    records = {r.problem: r for r in run(problems, methods="taylorch:polyak").records}
+    assert records["quadratic"].status == "solved"
+    assert records["no-f-star"].status == "unsupported"
+    assert "f_star" in records["no-f-star"].message
+
+
+def test_a_method_of_the_users_own_library_runs():
+    class Halving(Method):
+        library, algorithm, kind, batched = "my-lab", "halving", "minimize", False
+
+        def solve(self, fun, x0, settings):
+            x = x0
+            for _ in range(60):
+                fun(x)
+                x = x / 2
+            return Outcome(x, True, "halved")
+
+    methods_base.register(Halving())
+    try:
+        problem = Problem(
+            "quad", torch.ones(3, dtype=torch.float64), lambda x: (x**2).sum(-1), f_star=0.0
+        )
+        (record,) = run([problem], methods="my-lab:halving").records
+        assert record.status == "solved" and record.nfev == 60
+    finally:
+        del METHODS["my-lab:halving"]

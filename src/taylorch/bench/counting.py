@@ -99,7 +99,9 @@ class _InputTap(_Identity):
 
 @dataclass
 class Trace:
-    """Best-so-far history of one run: at each improvement, the evaluations, seconds and value.
+    """Best-so-far history of one run: at each improvement, the evaluations (as the tables
+    count them: calls per problem plus derivative passes, before this call's own), seconds
+    and value.
 
     For a batch, ``f`` is the mean over problems of each problem's best value.
     """
@@ -183,18 +185,21 @@ class CountedFunction:
         rows = f.numel()
         self.calls += 1
         self.rows += rows
-        self._values.append((self.rows, self.elapsed(), f.detach().reshape(-1).clone()))
+        # The cost so far in the tables' unit: evaluations per problem and derivative passes.
+        spent = self.rows / self.batch_size + self.ngev
+        self._values.append((spent, self.elapsed(), f.detach().reshape(-1).clone()))
         return self._output_tap.apply(y)
 
     def _finished_values(self):
-        """Recorded ``(rows, seconds, values)`` as float64 CPU tensors over the whole batch."""
-        for rows, t, value in self._values:
+        """Recorded ``(evaluations, seconds, values)``, the values as float64 CPU tensors over
+        the whole batch."""
+        for spent, t, value in self._values:
             try:
                 f = value.double().cpu()
             except RuntimeError:  # a value recorded inside a torch.func transform
                 continue
             if f.numel() == self.batch_size:
-                yield rows, t, torch.where(torch.isnan(f), torch.full_like(f, float("inf")), f)
+                yield spent, t, torch.where(torch.isnan(f), torch.full_like(f, float("inf")), f)
 
     def best(self) -> Tensor | None:
         """The best value seen for each problem, shape ``(batch_size,)`` (``None`` if none)."""
@@ -207,11 +212,11 @@ class CountedFunction:
         """The best-so-far history, computed once the run is over (one host transfer)."""
         evals, times, fs = [], [], []
         best: Tensor | None = None
-        for rows, t, f in self._finished_values():
+        for spent, t, f in self._finished_values():
             new = f if best is None else torch.minimum(best, f)
             if best is None or bool((new < best).any()):
                 best = new
-                evals.append(rows / self.batch_size)
+                evals.append(spent)
                 times.append(t)
                 fs.append(float(best.mean()))
         return Trace(evals, times, fs)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -147,6 +147,7 @@ def run_method(
         status = "unavailable" if method.unavailable() else "unsupported"
         return RunState(RunRecord(status=status, message=reason, **base))
 
+    settings = replace(settings, f_star=problem.f_star)
     f0_rows = _values(problem, problem.x0)
     residual = method.kind == "least_squares"
     fun = problem.residual if residual else problem.fun

@@ -61,6 +61,8 @@ def library_missing(library: str) -> str | None:
     reported as such, so its methods are recorded "unavailable" instead of ending the
     whole benchmark with its traceback. The import is tried once per process.
     """
+    if library not in LIBRARIES:  # a user's own method: its module is the user's concern
+        return None
     module, package = LIBRARIES[library]
     if importlib.util.find_spec(module) is None:
         return f"{library} is not installed (pip install {package})"
@@ -83,11 +85,14 @@ class Settings:
         max_evals: evaluations per problem; the harness stops a run past
             ``1.1 * max_evals + 10`` even if the method ignores its own limit.
         max_time: seconds per run, enforced the same way.
+        f_star: the problem's known minimum value, for methods built on it (Polyak's
+            step); the runner fills it in from the problem.
     """
 
     gtol: float | None = None
     max_evals: int = 2000
     max_time: float = 20.0
+    f_star: float | Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.gtol is not None and not self.gtol > 0:

@@ -13,8 +13,14 @@ from torch import Tensor
 
 from taylorch.bench.counting import CountedFunction
 from taylorch.bench.methods.base import DENSE_MAX_N, Method, Outcome, Settings, register
+from taylorch.bench.problems.base import Problem
 
-__all__ = ["TaylorchLeastSquares", "TaylorchMinimize", "register_taylorch_methods"]
+__all__ = [
+    "TaylorchLeastSquares",
+    "TaylorchMinimize",
+    "TaylorchPolyak",
+    "register_taylorch_methods",
+]
 
 
 def _outcome(res, batched: bool) -> Outcome:
@@ -48,8 +54,25 @@ class TaylorchMinimize(Method):
             gtol=settings.gtol,
             max_fev=settings.max_evals,
             max_time=settings.max_time,
+            **self.options(settings),
         )
         return _outcome(res, x0.ndim == 2)
+
+    def options(self, settings: Settings) -> dict:
+        """Method options taken from the settings (none for most methods)."""
+        return {}
+
+
+class TaylorchPolyak(TaylorchMinimize):
+    """Polyak's step, which needs the optimal value: run on problems that publish ``f_star``."""
+
+    def unsupported(self, problem: Problem) -> str | None:
+        if problem.f_star is None:
+            return f"{self.name} needs the minimum value f_star, which {problem.name} does not give"
+        return super().unsupported(problem)
+
+    def options(self, settings: Settings) -> dict:
+        return {"f_star": settings.f_star}
 
 
 _MATRIX_FREE_LSQ = {"lm"}  # least-squares methods that run on Jacobian products alone
@@ -100,7 +123,7 @@ def register_taylorch_methods() -> None:
     from taylorch.solve import METHODS as SOLVERS
 
     for name in SOLVERS:
-        register(TaylorchMinimize(name))
+        register(TaylorchPolyak(name) if name == "polyak" else TaylorchMinimize(name))
     for name in _least_squares_names():
         method = TaylorchLeastSquares(name)
         if name in SOLVERS:
