@@ -360,3 +360,13 @@ def test_a_linear_objective_is_found_unbounded_in_a_few_searches(name):
     res = taylorch.minimize(lambda x: x.sum(), torch.zeros(3, dtype=torch.float64), method=name)
     assert res.status == Status.UNBOUNDED, res.message
     assert res.nfev <= 100
+
+
+def test_a_misspelt_minimize_option_gets_a_hint_and_the_repr_names_the_status():
+    def square(x):
+        return (x**2).sum()
+
+    with pytest.raises(TypeError, match=r"'maxiter'.*did you mean 'max_iter'"):
+        taylorch.minimize(square, torch.ones(2, dtype=torch.float64), method="bfgs", maxiter=5)
+    res = taylorch.minimize(square, torch.ones(2, dtype=torch.float64), method="bfgs")
+    assert "status: 0 (CONVERGED)" in repr(res)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -143,7 +144,16 @@ def resolve_method(method: str | Solver, options: dict[str, Any], *, n: int) -> 
     try:
         return METHODS[name](**options)
     except TypeError as err:
-        raise TypeError(f"invalid options for method {name!r}: {err}") from None
+        hint = "".join(
+            f"; {key!r} is not an option of minimize, did you mean {close[0]!r}?"
+            for key in options
+            if (close := difflib.get_close_matches(key, _SOLVE_OPTIONS, n=1, cutoff=0.75))
+        )
+        raise TypeError(f"invalid options for method {name!r}: {err}{hint}") from None
+
+
+#: minimize's own keywords, suggested for a misspelt option (scipy's ``maxiter``).
+_SOLVE_OPTIONS = ("gtol", "xtol", "ftol", "max_iter", "max_fev", "max_time", "callback", "history")
 
 
 def auto_method(n: int) -> str:

@@ -98,6 +98,8 @@ class Result:
             value = getattr(self, key)
             if isinstance(value, Tensor) and value.numel() > 8:
                 value = f"tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+            elif isinstance(value, Status):  # an IntEnum formats as its bare number
+                value = f"{int(value)} ({value.name})"
             lines.append(f"{key:>10}: {value}")
         return "Result(\n" + "\n".join(lines) + "\n)"
 

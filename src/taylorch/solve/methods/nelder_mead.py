@@ -60,7 +60,7 @@ class NelderMead(Solver):
         >>> import torch, taylorch
         >>> f = lambda x: (x[0] - 1) ** 2 + 10 * (x[1] + 2) ** 2
         >>> res = taylorch.minimize(f, torch.zeros(2, dtype=torch.float64), method="nelder-mead")
-        >>> [round(v, 6) for v in res.x.tolist()]
+        >>> [round(v, 4) for v in res.x.tolist()]  # xtol: 1e-6 in the simplex's size
         [1.0, -2.0]
     """
 
