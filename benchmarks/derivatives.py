@@ -16,7 +16,9 @@ Rows: the gradient (``value_and_grad``), forward-over-reverse
 (``hvp(mode="reverse")``), a product through ``hvp_operator`` whose graph is
 built once (what Krylov solvers do; the one-off build is its own row), and
 PyTorch's ``torch.autograd.functional.hvp`` as the peer. The theoretical floor
-of an HVP is about twice a gradient.
+of an HVP is about twice a gradient. Two more rows time one generalized
+Gauss-Newton product: through graphs kept once (``ggn_vp_operator``, what
+``curvature.ggn_operator`` uses) and the textbook forward-mode JVP, loss HVP, VJP.
 
 Part ``ortho``: the polar factor ``U V^T`` of a Gaussian float32 matrix by
 ``taylorch.linalg.polar_express`` and ``newton_schulz`` against a reduced
@@ -43,7 +45,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from taylorch.derivatives import hvp, hvp_operator, module_function, value_and_grad
+from taylorch.derivatives import (
+    ggn_vp_operator,
+    hvp,
+    hvp_operator,
+    jvp,
+    module_function,
+    value_and_grad,
+    vjp,
+)
 
 
 def time_interleaved(
@@ -102,6 +112,14 @@ def hvp_rows(name: str, problem, repeat: int, gen: torch.Generator) -> list[dict
             lambda: torch.autograd.functional.hvp(fun, theta, v),
         )
     )
+    # The Gauss-Newton product J^T H_L J v: through graphs kept once (what ggn_operator
+    # does), and the textbook way, a forward-mode JVP, the loss's HVP and a VJP per product.
+    model_fn = module_function(model, lambda out: out, inputs)[0]
+    ggn = ggn_vp_operator(model_fn, loss, theta)
+    cases.append(("ggn_vp_operator product (reused graphs)", lambda: ggn(v)))
+    cases.append(
+        ("ggn by jvp + hvp + vjp (textbook)", lambda: _ggn_forward_mode(model_fn, loss, theta, v))
+    )
     medians, times, _ = time_interleaved([call for _, call in cases], repeat)
     return [
         {
@@ -114,6 +132,11 @@ def hvp_rows(name: str, problem, repeat: int, gen: torch.Generator) -> list[dict
         }
         for (label, _), med, ts in zip(cases, medians, times)
     ]
+
+
+def _ggn_forward_mode(model_fn: Callable, loss: Callable, theta: Tensor, v: Tensor) -> Tensor:
+    out, jv = jvp(model_fn, theta, v)
+    return vjp(model_fn, theta, hvp(loss, out, jv))[1]
 
 
 def run_hvp(repeat: int, seed: int) -> list[dict[str, Any]]:

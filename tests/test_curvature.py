@@ -468,3 +468,14 @@ def test_models_that_draw_random_numbers_in_training_mode_are_refused(model, cul
     x = torch.randn(4, 5, 8) if isinstance(module, _Attention) else torch.randn(4, 5, 3)
     with pytest.raises(ValueError, match=culprit + ".*training mode"):
         ggn_operator(module.train(), lambda out, y: out[0].pow(2).sum(), x)
+
+
+def test_dropout_of_probability_zero_in_training_mode_is_the_identity():
+    # A transformer layer built with dropout=0.0 holds Dropout(p=0) modules: deterministic.
+    torch.manual_seed(0)
+    model = _Encoder().double()
+    x = torch.randn(6, 5, 4, generator=gen(12), dtype=F64)
+    y = torch.randint(0, 3, (6,), generator=gen(13))
+    v = torch.randn(sum(p.numel() for p in model.parameters()), generator=gen(14), dtype=F64)
+    trained = ggn_operator(model.train(), F.cross_entropy, x, y) @ v
+    torch.testing.assert_close(trained, ggn_operator(model.eval(), F.cross_entropy, x, y) @ v)

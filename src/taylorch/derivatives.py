@@ -418,8 +418,7 @@ def _unit_batch(k: int, like: Tensor) -> Tensor:
     return eye[:, None, :].expand(k, like.shape[0], k)
 
 
-#: Modules that draw random numbers in training mode.
-_RANDOM_IN_TRAINING = (torch.nn.modules.dropout._DropoutNd, torch.nn.RReLU)
+_DropoutNd = torch.nn.modules.dropout._DropoutNd
 
 
 def _check_mode_free(model: torch.nn.Module) -> None:
@@ -436,9 +435,11 @@ def _check_mode_free(model: torch.nn.Module) -> None:
     for name, module in model.named_modules():
         if not module.training:
             continue
-        random = isinstance(module, _RANDOM_IN_TRAINING) or (
-            # attention's and stacked RNNs' built-in dropout probability
-            isinstance(getattr(module, "dropout", None), float) and module.dropout > 0
+        # Dropout of probability 0 (a transformer layer built with dropout=0.0) is the
+        # identity; attention's and stacked RNNs' built-in dropout is a `dropout` float.
+        random = isinstance(module, torch.nn.RReLU) or any(
+            isinstance(getattr(module, name, None), float) and getattr(module, name) > 0
+            for name in (("p",) if isinstance(module, _DropoutNd) else ("dropout",))
         )
         stats = isinstance(module, torch.nn.modules.batchnorm._NormBase) and (
             module.track_running_stats or isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
