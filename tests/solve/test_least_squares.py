@@ -256,8 +256,11 @@ def test_jacobian_modes_agree_and_calls_are_counted_exactly(jac):
     # Every call of the residual is counted, plus one uncounted call for the statistics.
     assert len(calls) == res.nfev + 1
     assert res.njev <= res.nfev
-    if jac == "matrix-free":
+    if jac == "matrix-free":  # no Jacobian formed: its fields are there, as None
         assert res.n_hvp > 0 and res.jac is None
+        assert res.grad is None and res.optimality is None and res.stderr is None
+    else:
+        assert res.optimality < 1e-6 and res.stderr.shape == (3,)
 
 
 def test_matrix_free_on_a_larger_problem_matches_dense():
@@ -369,6 +372,8 @@ def test_bad_bounds_raise():
         taylorch.least_squares(fun, x0, bounds=(math.nan, 1.0))
     with pytest.raises(TypeError, match="pair"):
         taylorch.least_squares(fun, x0, bounds=(0.0,))
+    with pytest.raises(TypeError, match="bounds: lower is None; use -inf"):
+        taylorch.least_squares(fun, x0, bounds=(None, 1.0))
     with pytest.raises(ValueError, match="does not support bounds"):
         taylorch.least_squares(fun, x0, bounds=(-1.0, 1.0), method="gauss-newton")
 

@@ -162,6 +162,8 @@ def check_bounds(bounds: Bounds | None, x: Tensor) -> tuple[Tensor | None, Tenso
         raise TypeError("bounds must be a pair (lower, upper)")
     sides = []
     for name, side in zip(("lower", "upper"), bounds):
+        if side is None:
+            raise TypeError(f"bounds: {name} is None; use -inf or inf for a side without bound")
         t = torch.as_tensor(side, dtype=x.dtype, device=x.device)
         try:
             t = torch.broadcast_to(t, x.shape).clone()
@@ -187,10 +189,13 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
     batched = objective.batched
     x = result.x if batched else result.x[None]
     none = torch.zeros_like(objective.active)
+    missing = {}
     if objective.jac == "matrix-free":
         cost, r = objective.residual(x, mask=none)
         extra = {"residuals": r, "cost": cost}
         result.jac = None
+        # No Jacobian is formed: the fields that need one are there, as None.
+        missing = dict.fromkeys(("grad", "optimality", "covariance", "stderr"))
     else:
         cost, r, jac = objective.residual_and_jacobian(x, mask=none, raw=True)
         r_eff, j_eff, root_w = objective.loss.rescale(r, jac)
@@ -215,5 +220,5 @@ def fit_statistics(result: Result, objective: ResidualObjective) -> Result:
         result.jac = jac if batched else jac[0]
     if not batched:
         extra = {k: v[0] if v.ndim > 1 else v[0].item() for k, v in extra.items()}
-    result.extra.update(extra)
+    result.extra.update(extra, **missing)
     return result
