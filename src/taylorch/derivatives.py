@@ -437,9 +437,9 @@ def _check_mode_free(model: torch.nn.Module) -> None:
             continue
         # Dropout of probability 0 (a transformer layer built with dropout=0.0) is the
         # identity; attention's and stacked RNNs' built-in dropout is a `dropout` float.
-        random = isinstance(module, torch.nn.RReLU) or any(
-            isinstance(getattr(module, name, None), float) and getattr(module, name) > 0
-            for name in (("p",) if isinstance(module, _DropoutNd) else ("dropout",))
+        rate = getattr(module, "p" if isinstance(module, _DropoutNd) else "dropout", None)
+        random = isinstance(module, torch.nn.RReLU) or (
+            isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0
         )
         stats = isinstance(module, torch.nn.modules.batchnorm._NormBase) and (
             module.track_running_stats or isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
