@@ -86,7 +86,7 @@ def _odd_polynomial_iteration(G: Tensor, coefficients: Sequence[Coefficients]) -
 
 
 def _scaled_frobenius_norm(X: Tensor) -> tuple[Tensor, Tensor]:
-    """``(peak, norm)`` per matrix ``(B, 1, 1)`` with ``||X||_F = peak * norm``, neither of
+    """``(peak, norm)`` per matrix ``(..., 1, 1)`` with ``||X||_F = peak * norm``, neither of
     which overflows or underflows (``peak`` is 1 for a zero matrix).
 
     ``peak = max |X_ij|``; the entries are divided by it before they are squared: the
@@ -345,27 +345,24 @@ def inverse_root(
     if tol is None:
         tol = 100 * torch.finfo(A.dtype).eps
     # z = (p + 1) / (2 ||A||_F) in two factors, z = w / peak, none of them out of range
-    peak, norm = (
-        t.reshape(*A.shape[:-2], 1, 1) for t in _scaled_frobenius_norm(A.reshape(-1, n, n))
-    )
+    peak, norm = _scaled_frobenius_norm(A)
     w = (p + 1) / (2 * norm)
     X = (w.pow(1.0 / p) * peak.pow(-1.0 / p)) * eye.expand_as(A)
     M = w * (A / peak)
-    converged = False
     for _ in range(max_iter):
         active = (M - eye).abs().amax(dim=(-2, -1), keepdim=True) > tol
         if not bool(active.any()):
-            converged = True
             break
         T = ((p + 1) * eye - M) / p
         X = torch.where(active, X @ T, X)
         M = torch.where(active, torch.linalg.matrix_power(T, p) @ M, M)
-    if not converged and bool(((M - eye).abs().amax(dim=(-2, -1)) > tol).any()):
-        warnings.warn(
-            f"inverse_root: Newton did not reach max |M - I| <= {tol:.1e} in max_iter="
-            f"{max_iter} iterations (A singular or very badly conditioned? add eps, or "
-            "use method='eigh')",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    else:  # no break: the last step may still have converged every matrix
+        if bool(((M - eye).abs().amax(dim=(-2, -1)) > tol).any()):
+            warnings.warn(
+                f"inverse_root: Newton did not reach max |M - I| <= {tol:.1e} in max_iter="
+                f"{max_iter} iterations (A singular or very badly conditioned? add eps, or "
+                "use method='eigh')",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return X.to(dtype)

@@ -134,9 +134,9 @@ def fixed_point(
         gx = g(x, *extra)
         if not isinstance(gx, Tensor) or gx.shape != x.shape:
             # g(x) - x would broadcast a wrong shape into another problem
-            shape = type(gx).__name__ if not isinstance(gx, Tensor) else tuple(gx.shape)
+            got = tuple(gx.shape) if isinstance(gx, Tensor) else type(gx).__name__
             raise ValueError(
-                f"g must return a tensor of the shape of x {tuple(x.shape)}, got {shape}"
+                f"g must return a tensor of the shape of x {tuple(x.shape)}, got {got}"
             )
         return gx - x
 

@@ -118,10 +118,8 @@ class AsRoot(RootSolver):
         u, sv, vh = torch.linalg.svd(rfac[..., :n, :])
         coeff = (u.mT @ qtr[..., :n, None])[..., 0]
         singular = sv <= n * eps * sv[..., :1]
-        correction = (
-            vh.mT @ torch.where(singular, 0.0, coeff / torch.where(singular, 1.0, sv))[..., None]
-        )
-        correction = correction[..., 0].abs().amax(dim=-1)
+        step = torch.where(singular, 0.0, coeff / torch.where(singular, 1.0, sv))
+        correction = (vh.mT @ step[..., None])[..., 0].abs().amax(dim=-1)
         unreachable = torch.linalg.vector_norm(torch.where(singular, coeff, 0.0), dim=-1)
         # ...which must be rounding error of F: eps times the size of the terms in F
         # (|F| and sum_j |J_j| |x_j|). F = (x0^2 + 1e-11, x1 - 1) at x0 = 0, where J is
